@@ -1,0 +1,1 @@
+"""DSRTER edge daemon: sources, face and speech streams, fusion and sinks."""

@@ -1,0 +1,1 @@
+"""Training layer: data loaders, features, models, training loops and evaluation."""

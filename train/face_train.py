@@ -1,0 +1,228 @@
+"""FER-2013 training loop for the hybrid face network: resumable, time-budgeted, logged."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dsrter.edge.labels import NUM_CLASSES
+from dsrter.train.face_augment import augment_faces
+from dsrter.train.face_model import FaceNetSpec, HybridFaceNet, count_params
+from dsrter.train.fer_data import PUBLIC_TEST, TRAIN, load_fer
+from dsrter.train.metrics import classification_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceTrainConfig:
+    data: str
+    out_dir: str = "runs/face"
+    epochs: int = 45
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    seed: int = 0
+    threads: int = 2
+    time_budget_min: float | None = None
+    resume: bool = False
+    max_train: int | None = None  # subsample (tests, smoke runs)
+    spec: FaceNetSpec = field(default_factory=FaceNetSpec)
+
+
+def to_input(images_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W) -> float (N, 1, H, W) in [0, 1]."""
+    t = torch.as_tensor(images_u8).float().div_(255.0)
+    return t.unsqueeze(1)
+
+
+def normalise(x01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]: the model's input scaling (pixel / 127.5 - 1)."""
+    return x01 * 2.0 - 1.0
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Square root of median-frequency balancing (disgust ~3x, happy ~0.75x)."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
+    counts = np.maximum(counts, 1)
+    return torch.tensor(np.sqrt(np.median(counts) / counts), dtype=torch.float32)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images_u8: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Logits for uint8 faces (N, 48, 48)."""
+    model.eval()
+    outs = []
+    for i in range(0, len(images_u8), batch):
+        x = normalise(to_input(images_u8[i : i + batch])).contiguous(memory_format=torch.channels_last)
+        outs.append(model(x).float().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            else:
+                e.copy_(p)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_face(cfg: FaceTrainConfig) -> dict:
+    """Train (or resume) and return a summary; checkpoints in ``cfg.out_dir``."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
+
+    data = load_fer(cfg.data)
+    x_tr, y_tr = data.split(TRAIN)
+    x_va, y_va = data.split(PUBLIC_TEST)
+    if len(x_tr) == 0:
+        raise ValueError(f"{cfg.data}: no Training images (usage code 0) to train on")
+    if len(x_va) == 0:  # e.g. a folder with only train/: hold out 10% for selection
+        rng = np.random.default_rng(cfg.seed)
+        idx = rng.permutation(len(x_tr))
+        cut = max(1, len(idx) // 10)
+        x_va, y_va, x_tr, y_tr = x_tr[idx[:cut]], y_tr[idx[:cut]], x_tr[idx[cut:]], y_tr[idx[cut:]]
+    if cfg.max_train and cfg.max_train < len(x_tr):  # random subset: the npz is sorted by label
+        keep = np.random.default_rng(cfg.seed).permutation(len(x_tr))[: cfg.max_train]
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+
+    state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
+    spec = FaceNetSpec.from_dict(state["spec"]) if state else cfg.spec
+    epochs = state["epochs"] if state else cfg.epochs
+    _seed_all(cfg.seed)
+    model = HybridFaceNet(spec).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, momentum=0.9, nesterov=True,
+    )
+    start_epoch, best, history = 0, {"val_acc": -1.0}, []
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        gen.set_state(state["generator"])
+        log.info("resumed from %s at epoch %d/%d (best PublicTest acc %.4f)", last_path, start_epoch, epochs, best["val_acc"])
+    elif cfg.resume:
+        log.warning("--resume given but %s does not exist; starting fresh", last_path)
+
+    weights = class_weights(y_tr)
+    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    total_steps = steps_per_epoch * epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    log.info("model: %d parameters, spec %s", count_params(model), spec.to_dict())
+    log.info("train %d images, select on %d; %d epochs x %d steps", len(x_tr), len(x_va), epochs, steps_per_epoch)
+
+    t_start = time.monotonic()
+    epoch_times: list[float] = []
+    x_tr_t = torch.as_tensor(x_tr)
+    y_tr_t = torch.as_tensor(y_tr)
+    for epoch in range(start_epoch, epochs):
+        if cfg.time_budget_min is not None and epoch_times:
+            elapsed = time.monotonic() - t_start
+            if elapsed + np.mean(epoch_times) > cfg.time_budget_min * 60:
+                log.info("time budget of %.1f min reached after epoch %d; resume with --resume", cfg.time_budget_min, epoch)
+                break
+        t0 = time.monotonic()
+        model.train()
+        perm = torch.randperm(len(x_tr_t), generator=gen)
+        run_loss, run_correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+        for i in bar:
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            xb = normalise(augment_faces(to_input(x_tr_t[idx]), gen)).contiguous(memory_format=torch.channels_last)
+            yb = y_tr_t[idx]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, warmup, cfg.lr)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _update_ema(ema, model, cfg.ema_decay if epoch > 0 else 0.0)
+            run_loss += loss.item() * len(yb)
+            run_correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
+        bar.close()
+        rows = {}
+        for tag, net in (("raw", model), ("ema", ema)):
+            rep = classification_report(y_va, predict(net, x_va).argmax(1))
+            rows[tag] = (rep.accuracy, rep.macro_f1)
+        pick = max(rows, key=lambda k: rows[k][0])
+        epoch_times.append(time.monotonic() - t0)
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": run_loss / seen,
+            "train_acc_augmented": run_correct / seen,
+            "val_acc": rows["raw"][0],
+            "val_f1": rows["raw"][1],
+            "val_acc_ema": rows["ema"][0],
+            "val_f1_ema": rows["ema"][1],
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": epoch_times[-1],
+        }
+        history.append(rec)
+        with hist_path.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        log.info(
+            "epoch %d/%d  loss %.4f  train acc(aug) %.4f  PublicTest acc %.4f (EMA %.4f) F1 %.4f  %.0fs",
+            epoch + 1, epochs, rec["train_loss"], rec["train_acc_augmented"], rec["val_acc"], rec["val_acc_ema"],
+            rec["val_f1"], rec["seconds"],
+        )
+        if rows[pick][0] > best["val_acc"]:
+            best = {"val_acc": rows[pick][0], "val_f1": rows[pick][1], "epoch": epoch + 1, "weights": pick}
+            torch.save({"spec": spec.to_dict(), "model": (ema if pick == "ema" else model).state_dict(), "best": best}, best_path)
+        torch.save(
+            {
+                "spec": spec.to_dict(), "epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
+                "ema": ema.state_dict(), "optimizer": opt.state_dict(), "best": best, "history": history,
+                "generator": gen.get_state(),
+            },
+            last_path,
+        )
+    done = bool(history) and history[-1]["epoch"] >= epochs
+    return {"best": best, "epochs_done": len(history), "epochs": epochs, "finished": done, "out_dir": str(out)}
+
+
+def load_trained(path: str | Path) -> HybridFaceNet:
+    """A model from a best.pt / last.pt checkpoint, in eval mode."""
+    state = torch.load(path, weights_only=False)
+    model = HybridFaceNet(FaceNetSpec.from_dict(state["spec"]))
+    model.load_state_dict(state["model"])
+    return model.eval()
