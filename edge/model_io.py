@@ -16,8 +16,15 @@ class ModelError(RuntimeError):
 
 
 def card_path(model_path: str | Path) -> Path:
-    """The card lives beside the model: face_emotion.tflite -> face_emotion.json."""
-    return Path(model_path).with_suffix(".json")
+    """The card lives beside the model: face_emotion.tflite -> face_emotion.json.
+
+    A float twin (face_emotion_float.tflite) shares its int8 model's card when it has none."""
+    p = Path(model_path).with_suffix(".json")
+    if not p.exists() and p.stem.endswith("_float"):
+        shared = p.with_name(p.stem[: -len("_float")] + ".json")
+        if shared.exists():
+            return shared
+    return p
 
 
 def load_card(model_path: str | Path) -> dict[str, Any]:
@@ -60,6 +67,7 @@ class TFLiteModel:
         self.path = p
         self.inputs = self._interp.get_input_details()
         self.outputs = self._interp.get_output_details()
+        self._shapes: dict[int, tuple[int, ...]] = {}
 
     def input_index(self, name: str) -> int:
         """Position of the input whose tensor name contains ``name``."""
@@ -92,9 +100,12 @@ class TFLiteModel:
             raise ModelError(f"{self.path}: expected {len(self.inputs)} input(s), got {len(arrays)}")
         for arr, d in zip(arrays, self.inputs):
             a = np.asarray(arr)
-            if tuple(a.shape) != tuple(d["shape"]):
+            # compare with the tensor's current shape (self.inputs keeps the shapes at load time)
+            current = self._shapes.get(d["index"], tuple(d["shape"]))
+            if tuple(a.shape) != current:
                 self._interp.resize_tensor_input(d["index"], a.shape)
                 self._interp.allocate_tensors()
+                self._shapes[d["index"]] = tuple(a.shape)
             self._interp.set_tensor(d["index"], a if raw else self.quantise(a, d))
         self._interp.invoke()
         return [self.dequantise(self._interp.get_tensor(d["index"]), d) for d in self.outputs]

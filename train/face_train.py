@@ -31,15 +31,16 @@ class FaceTrainConfig:
     out_dir: str = "runs/face"
     epochs: int = 45
     batch_size: int = 128
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 2.0
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.999
     seed: int = 0
     threads: int = 2
     time_budget_min: float | None = None
     resume: bool = False
+    epochs_override: bool = False  # on resume, replace the run's planned epochs with ``epochs``
     max_train: int | None = None  # subsample (tests, smoke runs)
     spec: FaceNetSpec = field(default_factory=FaceNetSpec)
 
@@ -80,6 +81,17 @@ def predict(model: torch.nn.Module, images_u8: np.ndarray, batch: int = 512) -> 
     return np.concatenate(outs) if outs else np.zeros((0, NUM_CLASSES), np.float32)
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+               weights: torch.Tensor | None, label_smoothing: float) -> tuple[float, int]:
+    """One optimisation step on a normalised batch; returns (loss, correct)."""
+    logits = model(xb)
+    loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item(), int((logits.argmax(1) == yb).sum())
+
+
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
@@ -118,16 +130,15 @@ def train_face(cfg: FaceTrainConfig) -> dict:
 
     state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
     spec = FaceNetSpec.from_dict(state["spec"]) if state else cfg.spec
-    epochs = state["epochs"] if state else cfg.epochs
+    epochs = cfg.epochs if (cfg.epochs_override or not state) else state["epochs"]
     _seed_all(cfg.seed)
     model = HybridFaceNet(spec).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, momentum=0.9, nesterov=True,
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
     start_epoch, best, history = 0, {"val_acc": -1.0}, []
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -169,14 +180,10 @@ def train_face(cfg: FaceTrainConfig) -> dict:
             yb = y_tr_t[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, warmup, cfg.lr)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, correct = train_step(model, opt, xb, yb, weights, cfg.label_smoothing)
             _update_ema(ema, model, cfg.ema_decay if epoch > 0 else 0.0)
-            run_loss += loss.item() * len(yb)
-            run_correct += int((logits.argmax(1) == yb).sum())
+            run_loss += loss * len(yb)
+            run_correct += correct
             seen += len(yb)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
         bar.close()

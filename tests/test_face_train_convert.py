@@ -1,0 +1,86 @@
+"""Face training steps, resumable training, Torch -> Keras -> int8 TFLite conversion, model errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dsrter.edge.face_classifier import FaceClassifier  # noqa: E402
+from dsrter.edge.model_io import ModelError, TFLiteModel  # noqa: E402
+from dsrter.train.face_model import FaceNetSpec, HybridFaceNet  # noqa: E402
+from dsrter.train.face_train import FaceTrainConfig, normalise, to_input, train_face, train_step  # noqa: E402
+from face_fixtures import synthetic_faces, write_csv, write_npz  # noqa: E402
+
+SMALL = FaceNetSpec(width=0.25, cnn_channels=(8, 16, 16), last_channels=64, stem_channels=16)
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    images, labels, _ = synthetic_faces(per_class=8)
+    model = HybridFaceNet(SMALL)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    xb, yb = normalise(to_input(images)), torch.as_tensor(labels)
+    model.train()
+    losses = [train_step(model, opt, xb, yb, None, 0.0)[0] for _ in range(25)]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+
+
+@pytest.mark.slow
+def test_train_resume_and_time_budget(tmp_path):
+    data = write_csv(tmp_path / "fer2013.csv")
+    cfg = FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "run"), epochs=3, batch_size=16, threads=1, spec=SMALL)
+    cfg.time_budget_min = 0.0  # stop after the first epoch, as a sitting that runs out of time
+    first = train_face(cfg)
+    assert first["epochs_done"] == 1 and not first["finished"]
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
+    cfg.time_budget_min, cfg.resume = None, True
+    second = train_face(cfg)
+    assert second["finished"] and second["epochs_done"] == 3
+    hist = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_conversion_gives_int8_model_matching_float(tmp_path):
+    pytest.importorskip("tensorflow")
+    from dsrter.convert.face_convert import convert_face, write_card
+
+    data = write_npz(tmp_path / "fer.npz", per_class=10)
+    torch.manual_seed(0)
+    model = HybridFaceNet(SMALL).eval()
+    ckpt = tmp_path / "best.pt"
+    torch.save({"spec": SMALL.to_dict(), "model": model.state_dict(), "best": {"epoch": 1, "val_acc": 0.5}}, ckpt)
+    card = convert_face(ckpt, data, tmp_path / "out", representative_n=50)
+    write_card(card, tmp_path / "out" / "face_emotion.json")
+    assert card["verification"]["pytorch_vs_keras_max_abs_logit_diff"] < 1e-4
+
+    q = TFLiteModel(tmp_path / "out" / "face_emotion.tflite")
+    assert q.inputs[0]["dtype"] == np.int8 and q.outputs[0]["dtype"] == np.int8
+    assert tuple(q.inputs[0]["shape"]) == (1, 48, 48, 1)
+    clf = FaceClassifier(tmp_path / "out" / "face_emotion.tflite")
+    images, labels, _ = synthetic_faces(per_class=2)
+    probs = clf.predict(images)
+    assert probs.shape == (14, 7) and np.allclose(probs.sum(1), 1.0, atol=0.05)
+    # int8 agrees with the PyTorch model it came from on most inputs
+    with torch.no_grad():
+        ref = torch.softmax(model(normalise(to_input(images))), 1).numpy()
+    assert (ref.argmax(1) == probs.argmax(1)).mean() >= 0.85
+
+
+def test_missing_corrupt_and_truncated_models_are_clear(tmp_path):
+    with pytest.raises(ModelError, match="model file not found"):
+        TFLiteModel(tmp_path / "nope.tflite")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+        TFLiteModel(bad)
+    src = (pytest.importorskip("pathlib").Path(__file__).resolve().parents[1] / "models" / "face_detection_short_range.tflite")
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(src.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="cannot load|not a TFLite"):
+        TFLiteModel(cut)
+    (tmp_path / "nocard.tflite").write_bytes(src.read_bytes())
+    with pytest.raises(ModelError, match="model card not found"):
+        FaceClassifier(tmp_path / "nocard.tflite")
