@@ -428,6 +428,7 @@ class MqttSink:
         self.connects += 1
         self._failing = False
         self.last_error = None
+        _disable_nagle(client)
         if self.m.discovery.enabled:
             client.subscribe(status_topic(self.cfg), qos=1)
         self._publish(self.availability_topic, "online", 1, True)
@@ -606,3 +607,17 @@ class MqttSink:
         except (OSError, ssl.SSLError) as exc:
             self.last_error = str(exc)
             log.warning("MQTT: %s:%d: %s", self.m.host, self.m.port, exc)
+
+
+def _disable_nagle(client) -> None:
+    """Send small event packets at once (Nagle's algorithm delayed PUBLISH/PUBACK by ~40 ms)."""
+    import socket
+
+    sock = client.socket()
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # TLS wrappers expose the option too; anything else: leave it
+        pass
+
