@@ -1,0 +1,84 @@
+"""Wav2Vec2 distillation end to end with a tiny randomly initialised teacher saved in the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dsrter.edge.speech_features  # noqa: F401  (openSMILE before TensorFlow)
+from test_speech_data import synth_voice, write_ravdess
+from test_speech_model import dsrter
+
+
+def make_tiny_teacher(folder: Path) -> Path:
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                         vocab_size=8)
+    Wav2Vec2Model(cfg).save_pretrained(folder)
+    return folder
+
+
+def test_teacher_embeddings_shape_and_layers(tmp_path):
+    from dsrter.train.distill import Teacher
+
+    folder = make_tiny_teacher(tmp_path / "w2v")
+    wins = np.stack([synth_voice(lab, 1)[:32000] for lab in ("angry", "sad", "happy")])
+    t_mean = Teacher(folder, "mean")
+    e = t_mean.embed(wins, batch=2)
+    assert e.shape == (3, 32) and np.all(np.isfinite(e))
+    e_last = Teacher(folder, "last").embed(wins)
+    assert e_last.shape == (3, 32) and not np.allclose(e, e_last)
+    assert Teacher(folder, "1").embed(wins[:1]).shape == (1, 32)
+    assert t_mean.describe()["model_type"] == "wav2vec2"
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        Teacher(tmp_path)
+
+
+@pytest.mark.slow
+def test_distill_then_speech_model_end_to_end(tmp_path):
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    rav = write_ravdess(tmp_path / "ravdess", actors=(1, 2, 19, 21))
+    cache = str(tmp_path / "cache")
+    r = dsrter("train", "distill", "--teacher", str(teacher), "--data", str(rav), "--out", str(tmp_path / "student"),
+               "--cache", cache, "--epochs", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((tmp_path / "student" / "student.json").read_text())
+    assert info["teacher"]["hidden_size"] == 32 and info["embed_dim"] >= 1
+    assert len(info["history"]) == 3 and "val_cosine_to_teacher" in info["metrics"]
+
+    r = dsrter("train", "speech", "--data", str(rav), "--student", str(tmp_path / "student"), "--epochs", "1",
+               "--out", str(tmp_path / "run"), "--cache", cache, "--spec", '{"channels": [16, 16, 16]}')
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "m" / "speech_emotion.tflite"
+    r = dsrter("convert", "speech", "--run", str(tmp_path / "run"), "--out", str(out), "--cache", cache,
+               "--no-bench", "--no-baseline")
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["model"]["embedding"]["used"] is True
+    assert "wav2vec2" in card["model"]["embedding"]["teacher"]
+    from dsrter.edge.speech_classifier import SpeechClassifier
+
+    clf = SpeechClassifier(out)
+    assert all(np.dtype(d["dtype"]) == np.int8 for d in clf.model.inputs)
+    assert clf.predict(synth_voice("fear", 4)[:32000]).shape == (7,)
+
+
+@pytest.mark.slow
+def test_train_speech_with_teacher_flag(tmp_path):
+    """`dsrter train speech --teacher DIR` distils first and trains with the student in one command."""
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    rav = write_ravdess(tmp_path / "ravdess", actors=(1, 19), labels=("angry", "sad", "happy"))
+    r = dsrter("train", "speech", "--data", str(rav), "--teacher", str(teacher), "--student-epochs", "1",
+               "--epochs", "1", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
+               "--spec", '{"channels": [8, 8, 8]}')
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((tmp_path / "run" / "train_info.json").read_text())
+    assert info["student"]["teacher"]["model_type"] == "wav2vec2"
+    assert (tmp_path / "run" / "student" / "student.keras").is_file()
