@@ -55,6 +55,8 @@ class FaceClassifier:
             self.size = int(spec["shape"][1])
             self.margin = float(spec["crop"]["margin"])
             self.shift_y = float(spec["crop"].get("shift_y", 0.0))
+            # Test-time augmentation the card's metrics were measured with: mean of the crop and its mirror.
+            self.hflip_average = bool(self.card.get("inference", {}).get("hflip_average", False))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"{model_path}: card input spec incomplete ({exc!r})") from None
         self.model = TFLiteModel(model_path, threads=threads)
@@ -82,5 +84,8 @@ class FaceClassifier:
             crops_u8 = crops_u8[None]
         if len(crops_u8) == 0:
             return np.zeros((0, 7), np.float32)
-        (probs,) = self.model.run(self.scale(crops_u8))
-        return probs
+        x = self.scale(crops_u8)
+        if not self.hflip_average:
+            return self.model.run(x)[0]
+        (probs,) = self.model.run(np.concatenate([x, x[:, :, ::-1]]))
+        return (probs[: len(x)] + probs[len(x) :]) / 2.0
