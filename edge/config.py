@@ -25,9 +25,11 @@ class _Strict(BaseModel):
 class CameraConfig(_Strict):
     enabled: bool = True
     device: Union[int, str] = Field(0, description="V4L2 index (0), device path (/dev/video0) or a media file")
-    width: int = Field(640, ge=64, le=4096)
+    width: int = Field(640, ge=64, le=4096, description="capture width; the detector sees a 128x128 downscale")
     height: int = Field(480, ge=48, le=4096)
     fps: float = Field(30.0, gt=0, le=240)
+    fourcc: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9 ]{4}$",
+                                  description="V4L2 pixel format to ask for, e.g. MJPG (null = driver default)")
     realtime: bool = Field(True, description="for a media-file device: pace frames at the clip's own rate")
     loop: bool = Field(False, description="for a media-file device: start again at the end")
     reopen_initial_s: float = Field(1.0, gt=0)
@@ -60,9 +62,10 @@ class FaceConfig(_Strict):
     model: Path = Path("models/face_emotion.tflite")
     detector_model: Path = Path("models/face_detection_short_range.tflite")
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
-    detect_every_n_frames: int = Field(1, ge=1, le=30)
+    detect_every_n_frames: int = Field(2, ge=1, le=30,
+                                       description="run the detector on every Nth frame and track in between")
     max_faces: int = Field(8, ge=1, le=64)
-    threads: int = Field(1, ge=1, le=16, description="LiteRT interpreter threads for the classifier")
+    threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads for the classifier")
     tracker: TrackerConfig = TrackerConfig()
     smoothing: SmoothingConfig = SmoothingConfig()
 
@@ -72,7 +75,7 @@ class SpeechConfig(_Strict):
     model: Path = Path("models/speech_emotion.tflite")
     hop_s: float = Field(0.5, gt=0, le=10, description="step between analysed windows")
     vad_threshold: Optional[float] = Field(None, description="null = the model card's threshold")
-    threads: int = Field(1, ge=1, le=16)
+    threads: int = Field(1, ge=1, le=16, description="LiteRT interpreter threads for the speech model")
     smoothing: SmoothingConfig = SmoothingConfig(alpha=0.5, hysteresis=0.05, min_hold=1)
 
 
@@ -113,6 +116,7 @@ class PublishPolicy(_Strict):
     on_change: bool = Field(True, description="publish an event when the smoothed label changes")
     heartbeat_s: float = Field(10.0, ge=0, description="re-publish the current state this often (0 = never)")
     max_rate_hz: float = Field(5.0, gt=0, description="per-topic rate limit")
+    face_timeout_s: float = Field(2.0, gt=0, description="a face track with no event for this long leaves the face state")
 
 
 class BufferConfig(_Strict):

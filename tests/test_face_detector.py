@@ -1,0 +1,83 @@
+"""Face detector: any frame shape/channels/dtype, clear errors for a missing or corrupt model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsrter.edge.face_detector import MOUTH, FaceDetector, to_rgb
+from dsrter.edge.model_io import ModelError
+
+REPO = Path(__file__).resolve().parents[1]
+DETECTOR = REPO / "models" / "face_detection_short_range.tflite"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    d = FaceDetector(DETECTOR, min_confidence=0.5, mode="video")
+    yield d
+    d.close()
+
+
+def test_missing_and_corrupt_detector_files(tmp_path):
+    with pytest.raises(ModelError, match="face detector model not found"):
+        FaceDetector(tmp_path / "nope.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"this is not a model at all")
+    with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+        FaceDetector(junk)
+    trunc = tmp_path / "trunc.tflite"
+    trunc.write_bytes(DETECTOR.read_bytes()[:50_000])
+    with pytest.raises(ModelError, match="cannot load"):
+        FaceDetector(trunc)
+
+
+@pytest.mark.parametrize("shape,dtype", [
+    ((1, 1, 3), np.uint8), ((7, 13), np.uint8), ((37, 53, 1), np.uint8), ((481, 641, 4), np.uint8),
+    ((240, 320, 3), np.float32), ((120, 160), np.uint16), ((2000, 90, 3), np.uint8),
+])
+def test_odd_frames_do_not_break_detection(detector, shape, dtype):
+    frame = np.random.default_rng(0).integers(0, 255, shape).astype(dtype)
+    if dtype == np.float32:
+        frame /= 255.0
+    dets = detector.detect(frame, 1.0)
+    assert isinstance(dets, list)
+    rgb = to_rgb(frame)
+    assert rgb.dtype == np.uint8 and rgb.shape == (shape[0], shape[1], 3) and rgb.flags["C_CONTIGUOUS"]
+
+
+def test_non_increasing_timestamps_are_accepted(detector):
+    f = np.zeros((64, 64, 3), np.uint8)
+    for t in (5.0, 5.0, 4.0, 6.0):
+        detector.detect(f, t)
+
+
+def test_real_face_in_every_channel_layout(av_samples):
+    import cv2
+
+    from dsrter.edge.media_source import MediaFileSource
+
+    src = MediaFileSource(av_samples / "clip03_face-happy_speech-happy.mp4", realtime=False)
+    src.open()
+    frame = src.read()
+    src.close()
+    det = FaceDetector(DETECTOR, mode="image")
+    (ref,) = det.detect(frame.image)
+    assert ref.score > 0.5 and 150 < ref.box[2] < 330
+    x, y, w, h = ref.box
+    mx, my = ref.mouth
+    assert x < mx < x + w and y + h / 2 < my < y + h  # the mouth keypoint is in the lower half
+    assert len(ref.keypoints) == 6 and ref.keypoints[MOUTH] == ref.mouth
+    gray = cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
+    variants = {"gray": gray, "gray1": gray[..., None], "bgra": cv2.cvtColor(frame.image, cv2.COLOR_BGR2BGRA),
+                "noncontig": frame.image[:, ::-1][:, ::-1]}
+    for name, img in variants.items():
+        (d,) = det.detect(img)
+        assert abs(d.box[0] - x) < 0.1 * w and abs(d.box[1] - y) < 0.1 * h, name
+    # an odd-sized crop around the face still finds it, in that crop's pixels
+    crop = frame.image[int(y) - 41 : int(y + h) + 37, int(x) - 29 : int(x + w) + 33]
+    (d,) = det.detect(crop)
+    assert abs(d.box[0] - 29) < 0.1 * w
+    det.close()
