@@ -42,20 +42,17 @@ SPLIT_TEXT = {
 
 
 def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
-    import tensorflow as tf
+    """Float (rep None) or full-int8 TFLite; representative samples follow the converted input order."""
+    from dsrter.convert.tflite_export import to_tflite
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if rep is not None:
-        def gen():
-            for sample in rep:
-                yield [sample[name] for name in sample["__order__"]]
+    if rep is None:
+        return to_tflite(model)
 
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    return conv.convert()
+    def gen():
+        for sample in rep:
+            yield [sample[name] for name in sample["__order__"]]
+
+    return to_tflite(model, gen)
 
 
 def _input_order(model_bytes: bytes) -> list[str]:

@@ -13,8 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def to_tflite(keras_model, representative: Callable[[], Iterable[Sequence[np.ndarray]]] | None = None) -> bytes:
     """Float model when ``representative`` is None, else full int8 (ops, input and output).
 
-    ``representative`` yields lists of float32 arrays, one per model input, with batch size 1,
-    in the order of ``keras_model.inputs``."""
+    ``representative`` yields, per sample, float32 arrays with batch size 1: a list in the
+    converted model's input order, or a dict keyed by input name."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)

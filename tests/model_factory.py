@@ -40,13 +40,9 @@ def build_face_tflite(seed: int = 0) -> bytes:
         for _ in range(32):
             yield [rng.uniform(-1, 1, (1, FACE_SIZE, FACE_SIZE, 1)).astype(np.float32)]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    from dsrter.convert.tflite_export import to_tflite
+
+    return to_tflite(model, representative)
 
 
 def face_card(margin: float = 0.25, shift_y: float = 0.0) -> dict:
@@ -118,20 +114,14 @@ def build_speech_tflite(recipe: dict | None = None, seed: int = 0) -> bytes:
     out = tf.keras.layers.Dense(len(LABELS), activation="softmax")(tf.keras.layers.Concatenate()([a, b]))
     model = tf.keras.Model([lm, eg], out)
     rng = np.random.default_rng(seed)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    # the converted model may order its inputs differently: feed the representative set by name
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    from dsrter.convert.tflite_export import to_tflite
 
-    def representative():
+    def representative():  # by name: the converted model may order its inputs differently
         for _ in range(16):
             yield {"logmel": rng.normal(0, 1, (1, frames, n_mels)).astype(np.float32),
                    "egemaps": rng.normal(0, 1, (1, n_eg)).astype(np.float32)}
 
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return to_tflite(model, representative)
 
 
 def speech_card(recipe: dict) -> dict:
