@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import signal
 import socket
 import statistics
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
+
+from dsrter.edge.local_broker import BrokerError, LocalBroker
 
 log = logging.getLogger("dsrter.bench")
 
@@ -445,50 +446,6 @@ class TimedSpeech:
 
 # ------------------------------------------------------------------------------------------------
 # a local broker and MQTT latency probes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mosquitto_exe() -> Optional[str]:
-    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-                                              if Path(p).is_file()), None)
-
-
-class LocalBroker:
-    """A mosquitto on 127.0.0.1 with a generated config, for this bench only."""
-
-    def __init__(self, workdir: Path):
-        exe = mosquitto_exe()
-        if exe is None:
-            raise BenchError("mosquitto is not installed (apt-get install mosquitto); or use --no-mqtt")
-        self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
-                 f"log_dest file {workdir / 'mosquitto.log'}"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise BenchError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class PublishProbe:
@@ -1096,6 +1053,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         broker = None
         if opts.mqtt:
             broker = LocalBroker(work)
+            try:
+                broker.start()
+            except BrokerError as exc:
+                raise BenchError(f"{exc}; or use --no-mqtt") from None
             report["broker"] = "mosquitto on 127.0.0.1 (started by the bench)"
         peer_info = None
         if opts.peer:

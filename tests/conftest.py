@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,80 +10,21 @@ import pytest
 # openSMILE must be loaded before TensorFlow in one process (TF first corrupts openSMILE's heap on its
 # first call); some tests convert models with TensorFlow, others extract speech features.
 import dsrter.edge.speech_features  # noqa: F401,E402
+from dsrter.edge.local_broker import BrokerError, LocalBroker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DSRTER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-@dataclass
-class Broker:
-    """A mosquitto process on 127.0.0.1; ``stop``/``start`` keep the same port and config."""
-
-    host: str
-    port: int
-    conf: Path
-    log: Path
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            return
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "ab"))
-        if not wait_port(self.port):
-            raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+Broker = LocalBroker  # the fixtures' brokers: host, port, start/stop/kill on the same port
 
 
 def make_broker(tmp: Path, extra_conf: str = "", port: int | None = None) -> Broker:
-    """Write a mosquitto config in ``tmp`` and return a (not yet started) Broker."""
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe is None:
-        pytest.fail("mosquitto is not installed (the README's test command installs it: apt-get install mosquitto)")
-    port = port or free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    conf = tmp / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "persistence false", f"log_dest file {tmp / 'mosquitto.log'}"]
-    if "allow_anonymous" not in extra_conf and "password_file" not in extra_conf:
-        lines.append("allow_anonymous true")
-    if os.geteuid() == 0:
-        lines.append("user root")  # otherwise mosquitto drops to a user that cannot write tmp
-    conf.write_text("\n".join(lines) + "\n" + extra_conf)
-    b = Broker("127.0.0.1", port, conf, tmp / "stderr.log")
-    b.conf = conf
-    return b
+    """Write a mosquitto config in ``tmp`` and return a (not yet started) broker."""
+    try:
+        return LocalBroker(tmp, extra_conf, port)
+    except BrokerError as exc:
+        pytest.fail(f"{exc}; the README's test command installs it")
 
 
 def _ensure_path() -> None:
