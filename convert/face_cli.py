@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default="runs/face/best.pt", help="best.pt from `dsrter train face`")
+    p.add_argument("--checkpoint", nargs="+", default=["runs/face/best.pt"],
+                   help="best.pt from `dsrter train face`; several make one file averaging their probabilities")
     p.add_argument("--data", default="../shared/data/fer2013/fer2013.npz", help="FER-2013 source (representative set + verification)")
     p.add_argument("--out", default="models", help="folder for face_emotion.tflite, face_emotion_float.tflite, face_emotion.json")
     p.add_argument("--margin", type=float, default=None, help="crop margin for the card (default: the calibrated value)")
@@ -31,8 +32,9 @@ def main(args: argparse.Namespace) -> int:
     from dsrter.convert.face_convert import DEFAULT_CROP, convert_face, write_card
     from dsrter.train.face_eval import evaluate_face
 
-    if not Path(args.checkpoint).is_file():
-        log.error("%s: checkpoint not found (train first: dsrter train face)", args.checkpoint)
+    missing = [c for c in args.checkpoint if not Path(c).is_file()]
+    if missing:
+        log.error("%s: checkpoint not found (train first: dsrter train face)", ", ".join(missing))
         return 2
     crop = dict(DEFAULT_CROP)
     if args.margin is not None:
@@ -40,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     if args.shift_y is not None:
         crop["shift_y"] = args.shift_y
     out = Path(args.out)
-    card = convert_face(Path(args.checkpoint), Path(args.data), out, crop=crop, train_command=args.train_command)
+    card = convert_face([Path(c) for c in args.checkpoint], Path(args.data), out, crop=crop, train_command=args.train_command)
     write_card(card, out / "face_emotion.json")
     if not args.no_eval:
         rows, split, n = evaluate_face(args.data, [out / "face_emotion.tflite", out / "face_emotion_float.tflite"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +26,57 @@ def scale_images(images_u8: np.ndarray) -> np.ndarray:
     return (images_u8.astype(np.float32) / 127.5 - 1.0)[..., None]
 
 
-def convert_face(checkpoint: Path, data: Path, out_dir: Path, name: str = "face_emotion", crop: dict | None = None,
-                 representative_n: int = 1000, train_command: str = "", seed: int = 0) -> dict:
-    """Write NAME.tflite (int8), NAME_float.tflite and NAME.json to ``out_dir``; returns the card."""
-    import torch
+def _as_list(checkpoints: Path | str | Sequence[Path | str]) -> list[Path]:
+    if isinstance(checkpoints, (str, Path)):
+        return [Path(checkpoints)]
+    return [Path(c) for c in checkpoints]
+
+
+def build_keras(nets: list, probe: np.ndarray):
+    """Keras model of one trained net, or of several whose probabilities are averaged (one file).
+
+    Each member's Keras twin is checked against its PyTorch model on ``probe``; returns the model and
+    the largest logit difference seen."""
+    import keras
 
     from dsrter.convert.face_keras import max_abs_difference, torch_to_keras
+
+    diff = 0.0
+    members = []
+    for i, net in enumerate(nets):
+        d = max_abs_difference(net, torch_to_keras(net, with_softmax=False), probe)
+        log.info("member %d: PyTorch vs Keras max |logit difference| on %d test faces: %.2e", i, len(probe), d)
+        if d > 1e-3:
+            raise RuntimeError(f"Keras twin of member {i} differs from the PyTorch model by {d:.3g}")
+        diff = max(diff, d)
+        members.append(torch_to_keras(net, with_softmax=True))
+    if len(members) == 1:
+        return members[0], diff
+    size = {m.input_shape[1:] for m in members}
+    if len(size) != 1:
+        raise ValueError(f"ensemble members take different input shapes: {sorted(size)}")
+    inp = keras.Input(members[0].input_shape[1:], name="face")
+    outs = []
+    for i, m in enumerate(members):
+        m.name = f"member{i}"
+        outs.append(m(inp))
+    return keras.Model(inp, keras.layers.Average(name="probabilities")(outs), name="face_emotion_ensemble"), diff
+
+
+def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out_dir: Path, name: str = "face_emotion",
+                 crop: dict | None = None, representative_n: int = 1000, train_command: str = "", seed: int = 0) -> dict:
+    """Write NAME.tflite (int8), NAME_float.tflite and NAME.json to ``out_dir``; returns the card.
+
+    Several checkpoints make one file whose output is the mean of the members' probabilities."""
+    import torch
+
     from dsrter.convert.tflite_export import representative_from, to_tflite
+    from dsrter.train.face_model import count_params
     from dsrter.train.face_train import load_trained
 
-    state = torch.load(checkpoint, weights_only=False)
-    net = load_trained(checkpoint)
+    paths = _as_list(checkpoints)
+    states = [torch.load(c, weights_only=False) for c in paths]
+    nets = [load_trained(c) for c in paths]
     fer = load_fer(data)
     x_tr, _ = fer.split(TRAIN)
     x_te, y_te = fer.split(PRIVATE_TEST)
@@ -44,13 +85,7 @@ def convert_face(checkpoint: Path, data: Path, out_dir: Path, name: str = "face_
     if len(x_te) == 0:  # sources without the split: verify on everything
         x_te, y_te = fer.images, fer.labels
 
-    logits_model = torch_to_keras(net, with_softmax=False)
-    probe = scale_images(x_te[:64])
-    diff = max_abs_difference(net, logits_model, probe)
-    log.info("PyTorch vs Keras max |logit difference| on 64 test faces: %.2e", diff)
-    if diff > 1e-3:
-        raise RuntimeError(f"Keras twin differs from the PyTorch model by {diff:.3g}")
-    keras_model = torch_to_keras(net, with_softmax=True)
+    keras_model, diff = build_keras(nets, scale_images(x_te[:64]))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     float_path, int8_path = out_dir / f"{name}_float.tflite", out_dir / f"{name}.tflite"
@@ -76,8 +111,12 @@ def convert_face(checkpoint: Path, data: Path, out_dir: Path, name: str = "face_
         tta = {"hflip_average": acc_flip > acc_plain, "publictest_int8_accuracy": {"plain": acc_plain, "hflip_average": acc_flip}}
         log.info("PublicTest int8 accuracy: plain %.4f, mirror-averaged %.4f", acc_plain, acc_flip)
 
+    members = [
+        {"checkpoint": p.name, "spec": net.spec.to_dict(), "parameters": count_params(net),
+         "best_epoch": st.get("best", {}).get("epoch"), "publictest_accuracy_at_selection": st.get("best", {}).get("val_acc")}
+        for p, net, st in zip(paths, nets, states)
+    ]
     qi, qo = q_model.inputs[0], q_model.outputs[0]
-    from dsrter.train.face_model import count_params
 
     card = {
         "name": name,
@@ -85,10 +124,12 @@ def convert_face(checkpoint: Path, data: Path, out_dir: Path, name: str = "face_
         "task": "facial expression classification of one face crop",
         "labels": list(LABELS),
         "architecture": {
-            "summary": "hybrid: MobileNetV2-style inverted-residual trunk + 3-stage plain CNN branch on a shared "
+            "summary": ("" if len(nets) == 1 else f"mean of the softmax probabilities of {len(nets)} members, each: ")
+                       + "hybrid: MobileNetV2-style inverted-residual trunk + 3-stage plain CNN branch on a shared "
                        "stride-1 stem; global-average-pooled features concatenated before a dense softmax head",
-            "spec": net.spec.to_dict(),
-            "parameters": count_params(net),
+            "spec": nets[0].spec.to_dict() if len(nets) == 1 else None,
+            "members": members,
+            "parameters": sum(m["parameters"] for m in members),
             "framework": "trained in PyTorch, weights copied into an identical Keras model, converted with TensorFlow Lite",
         },
         "input": {
@@ -122,8 +163,8 @@ def convert_face(checkpoint: Path, data: Path, out_dir: Path, name: str = "face_
             "data": "FER-2013 (Goodfellow et al. 2013), original split: Training to fit, PublicTest to select, PrivateTest to report",
             "data_file": Path(data).name,
             "data_sha256": sha256_file(data) if Path(data).is_file() else None,
-            "best_epoch": state.get("best", {}).get("epoch"),
-            "publictest_accuracy_at_selection": state.get("best", {}).get("val_acc"),
+            "best_epoch": [m["best_epoch"] for m in members] if len(members) > 1 else members[0]["best_epoch"],
+            "publictest_accuracy_at_selection": (None if len(members) > 1 else members[0]["publictest_accuracy_at_selection"]),
             "representative_set": f"{representative_n} random Training images (seed {seed})",
         },
         "files": {

@@ -619,7 +619,7 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
     bcfg = _bench_cfg(cfg, broker, f"bench{'4' if mosaic else '1'}")
     bus = EventBus()
     det = FaceDetector(models.detector, cfg.face.min_detection_confidence, cfg.face.max_faces, mode="video")
-    clf = TimedClassifier(FaceClassifier(models.face, threads=cfg.face.threads))
+    clf = TimedClassifier(FaceClassifier(models.face, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average))
     speech = worker = None
     if models.speech is not None:
         from dsrter.edge.speech_classifier import SpeechClassifier

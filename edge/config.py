@@ -66,6 +66,8 @@ class FaceConfig(_Strict):
                                        description="run the detector on every Nth frame and track in between")
     max_faces: int = Field(8, ge=1, le=64)
     threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads for the classifier")
+    mirror_average: Optional[bool] = Field(
+        None, description="also classify each crop's mirror image and average (2 runs per face); null = the model card's choice")
     tracker: TrackerConfig = TrackerConfig()
     smoothing: SmoothingConfig = SmoothingConfig()
 

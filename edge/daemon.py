@@ -66,7 +66,7 @@ def load_models(cfg: Config, detector_mode: str = "video") -> Models:
             raise ModelError(f"{path}: model file not found (config key {key}; disable the stream with "
                              f"{key.split('.')[0]}.enabled: false to run without it)")
     if cfg.face.enabled:
-        m.face = FaceClassifier(cfg.face.model, threads=cfg.face.threads)
+        m.face = FaceClassifier(cfg.face.model, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average)
         m.detector = FaceDetector(cfg.face.detector_model, cfg.face.min_detection_confidence, cfg.face.max_faces,
                                   mode=detector_mode)
         m.versions["face"] = _version(cfg.face.model)

@@ -48,7 +48,8 @@ def cut_square(gray: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
 class FaceClassifier:
     """Loads ``face_emotion.tflite`` + card; ``crop`` then ``predict`` (batched over faces)."""
 
-    def __init__(self, model_path: str | Path, threads: int = 1):
+    def __init__(self, model_path: str | Path, threads: int = 1, mirror_average: bool | None = None):
+        """``mirror_average``: also classify the mirrored crop and average (None: as the card says)."""
         self.card = load_card(model_path)
         try:
             spec = self.card["input"]
@@ -56,7 +57,8 @@ class FaceClassifier:
             self.margin = float(spec["crop"]["margin"])
             self.shift_y = float(spec["crop"].get("shift_y", 0.0))
             # Test-time augmentation the card's metrics were measured with: mean of the crop and its mirror.
-            self.hflip_average = bool(self.card.get("inference", {}).get("hflip_average", False))
+            card_choice = bool(self.card.get("inference", {}).get("hflip_average", False))
+            self.hflip_average = card_choice if mirror_average is None else bool(mirror_average)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"{model_path}: card input spec incomplete ({exc!r})") from None
         self.model = TFLiteModel(model_path, threads=threads)

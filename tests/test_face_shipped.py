@@ -51,3 +51,14 @@ def test_classifier_runs_from_the_card_on_a_frame():
     assert crop.shape == (48, 48)
     probs = clf.predict(np.stack([crop, crop]))
     assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1, atol=0.03)
+
+
+def test_mirror_average_follows_the_card_unless_overridden():
+    card = json.loads((MODELS / "face_emotion.json").read_text())
+    crop = np.random.default_rng(3).integers(0, 256, (1, 48, 48), dtype=np.uint8)  # not left-right symmetric
+    plain = FaceClassifier(MODEL, mirror_average=False)
+    both = FaceClassifier(MODEL, mirror_average=True)
+    assert FaceClassifier(MODEL).hflip_average == card["inference"]["hflip_average"]
+    single, mirrored = plain.predict(crop), plain.predict(crop[:, :, ::-1])
+    assert not np.allclose(single, mirrored)
+    np.testing.assert_allclose(both.predict(crop), (single + mirrored) / 2, atol=1e-6)

@@ -69,6 +69,55 @@ def test_conversion_gives_int8_model_matching_float(tmp_path):
     assert (ref.argmax(1) == probs.argmax(1)).mean() >= 0.85
 
 
+
+@pytest.mark.slow
+def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
+    pytest.importorskip("tensorflow")
+    from dsrter.convert.face_convert import convert_face
+
+    data = write_npz(tmp_path / "fer.npz", per_class=10)
+    members, ckpts = [], []
+    for seed, spec in ((0, SMALL), (1, FaceNetSpec(width=0.25, cnn_channels=(8, 8, 16), last_channels=32, stem_channels=16))):
+        torch.manual_seed(seed)
+        model = HybridFaceNet(spec).eval()
+        ckpts.append(tmp_path / f"m{seed}.pt")
+        torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "best": {"epoch": seed + 1, "val_acc": 0.5}}, ckpts[-1])
+        members.append(model)
+    card = convert_face(ckpts, data, tmp_path / "out", representative_n=50)
+    arch = card["architecture"]
+    assert [m["best_epoch"] for m in arch["members"]] == [1, 2] and arch["spec"] is None
+    assert arch["parameters"] == sum(m["parameters"] for m in arch["members"])
+
+    images, _, _ = synthetic_faces(per_class=3)
+    with torch.no_grad():
+        x = normalise(to_input(images))
+        mean = np.mean([torch.softmax(m(x), 1).numpy() for m in members], axis=0)
+    flt = TFLiteModel(tmp_path / "out" / "face_emotion_float.tflite")
+    got = np.concatenate([flt.run(x[i : i + 1].permute(0, 2, 3, 1).numpy())[0] for i in range(len(x))])
+    np.testing.assert_allclose(got, mean, atol=1e-4)
+    q = TFLiteModel(tmp_path / "out" / "face_emotion.tflite")
+    assert q.inputs[0]["dtype"] == np.int8 and len(q.inputs) == 1 and q.outputs[0]["shape"][-1] == 7
+
+
+def test_selection_compares_members_and_their_mean_on_publictest_only(tmp_path):
+    from dsrter.train.face_select import compare
+    from dsrter.train.face_train import predict
+    from dsrter.train.fer_data import PUBLIC_TEST, load_fer
+
+    data = write_npz(tmp_path / "fer.npz", per_class=10)
+    ckpts = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ckpts.append(tmp_path / f"m{seed}.pt")
+        torch.save({"spec": SMALL.to_dict(), "model": HybridFaceNet(SMALL).state_dict()}, ckpts[-1])
+    rows = compare(ckpts, str(data))
+    assert [len(r["members"]) for r in rows] == [1, 1, 2]
+    x, y = load_fer(data).split(PUBLIC_TEST)
+    model = HybridFaceNet(SMALL)
+    model.load_state_dict(torch.load(ckpts[0])["model"])
+    assert rows[0]["publictest_acc"] == pytest.approx(float((predict(model, x).argmax(1) == y).mean()))
+    assert all(0.0 <= r["publictest_acc_mirror_avg"] <= 1.0 for r in rows)
+
 def test_missing_corrupt_and_truncated_models_are_clear(tmp_path):
     with pytest.raises(ModelError, match="model file not found"):
         TFLiteModel(tmp_path / "nope.tflite")

@@ -458,6 +458,7 @@ def test_dsrter_run_with_a_truncated_face_model_exits_3_and_says_which_file(tmp_
     ("camera:\n  fps: fast\n", {}, "camera.fps"),
     ("mqtt:\n  port: 70000\n", {}, "mqtt.port"),
     ("face:\n  detect_every: 3\n", {}, "unknown key 'face.detect_every'"),
+    ("face:\n  mirror_average: sometimes\n", {}, "face.mirror_average"),
     ("mqtt:\n  host: [a, b\n", {}, "malformed YAML at line"),
     ("device_id: 'has space'\n", {}, "device_id"),
     ("{}\n", {"DSRTER_MQTT_PORT": "not-a-port"}, "mqtt.port"),

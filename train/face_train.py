@@ -35,6 +35,7 @@ class FaceTrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    augment_strength: float = 1.0  # scales augment_faces' ranges; lower fits a small net faster
     ema_decay: float = 0.999
     seed: int = 0
     threads: int = 2
@@ -131,6 +132,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
     spec = FaceNetSpec.from_dict(state["spec"]) if state else cfg.spec
     epochs = cfg.epochs if (cfg.epochs_override or not state) else state["epochs"]
+    aug = state.get("augment_strength", 1.0) if state else cfg.augment_strength
     _seed_all(cfg.seed)
     model = HybridFaceNet(spec).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)
@@ -157,7 +159,8 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     total_steps = steps_per_epoch * epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     log.info("model: %d parameters, spec %s", count_params(model), spec.to_dict())
-    log.info("train %d images, select on %d; %d epochs x %d steps", len(x_tr), len(x_va), epochs, steps_per_epoch)
+    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f",
+             len(x_tr), len(x_va), epochs, steps_per_epoch, aug)
 
     t_start = time.monotonic()
     epoch_times: list[float] = []
@@ -176,7 +179,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb = normalise(augment_faces(to_input(x_tr_t[idx]), gen)).contiguous(memory_format=torch.channels_last)
+            xb = normalise(augment_faces(to_input(x_tr_t[idx]), gen, aug)).contiguous(memory_format=torch.channels_last)
             yb = y_tr_t[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, warmup, cfg.lr)
@@ -219,7 +222,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
             {
                 "spec": spec.to_dict(), "epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
                 "ema": ema.state_dict(), "optimizer": opt.state_dict(), "best": best, "history": history,
-                "generator": gen.get_state(),
+                "generator": gen.get_state(), "augment_strength": aug,
             },
             last_path,
         )
