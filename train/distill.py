@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dsrter.edge import speech_features as sf_
-from dsrter.train.speech_data import SpeechItem, build_windows, read_audio, recipe_key
+from dsrter.train.speech_data import SpeechItem, WindowSettings, build_windows, read_audio, recipe_key
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ STUDENT_INFO = "student.json"
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(WindowSettings):
     teacher: str
     data: list[str]
     out_dir: str = "runs/speech/student"
@@ -45,12 +45,6 @@ class DistillConfig:
     teacher_batch: int = 8
     threads: int = 1
     workers: int = 1
-    window_s: float = 2.0
-    hop_s: float = 0.5
-    train_hop_s: float = 0.5
-    n_mels: int = 64
-    window_cmn: bool = False
-    vad_threshold_dbfs: float = -50.0
     max_clips: int | None = None
     seed: int = 0
     command: str = ""
@@ -176,7 +170,7 @@ def _project(x: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Extract teacher embeddings, train the student, write ``student.keras`` + ``student.json``."""
     from dsrter.train.speech_train import (
-        SpeechTrainConfig, load_corpora, make_recipe, normalise_set, set_threads, spec_augment, split_items)
+        load_corpora, normalise_set, set_threads, spec_augment, split_items)
 
     set_threads(cfg.threads)
     import keras
@@ -189,9 +183,7 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     teacher = Teacher(cfg.teacher, cfg.layer, cfg.threads)
     log.info("teacher %s: %s", cfg.teacher, teacher.describe())
-    scfg = SpeechTrainConfig(data=list(cfg.data), window_s=cfg.window_s, hop_s=cfg.hop_s, n_mels=cfg.n_mels,
-                             window_cmn=cfg.window_cmn, vad_threshold_dbfs=cfg.vad_threshold_dbfs)
-    recipe = make_recipe(scfg)
+    recipe = cfg.feature_recipe()
     sets = load_corpora(cfg.data)
     train_items = split_items(sets, "train", cfg.max_clips)
     val_items = split_items(sets, "val", cfg.max_clips)

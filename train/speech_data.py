@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -52,6 +52,27 @@ RAVDESS_EMOTIONS = {
 CREMAD_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 RAVDESS_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 CREMAD_RE = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+
+
+@dataclass(kw_only=True)
+class WindowSettings:
+    """Window, feature and voice-gate settings shared by speech training and distillation."""
+
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    train_hop_s: float = 0.5  # step between training windows (the recipe's hop_s is the device's)
+    n_mels: int = 64
+    window_cmn: bool = False
+    vad_threshold_dbfs: float = -50.0
+
+    def window_settings(self) -> dict[str, Any]:
+        """These fields alone, to hand to another config."""
+        return {f.name: getattr(self, f.name) for f in fields(WindowSettings)}
+
+    def feature_recipe(self) -> dict[str, Any]:
+        """The feature recipe these settings define (stored in the model card)."""
+        return sf_.default_recipe(window_s=self.window_s, hop_s=self.hop_s, n_mels=self.n_mels,
+                                  window_cmn=self.window_cmn, vad_threshold_dbfs=self.vad_threshold_dbfs)
 
 
 class SpeechDataError(ValueError):

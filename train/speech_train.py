@@ -34,6 +34,7 @@ from dsrter.train.speech_data import (
     SpeechDataset,
     SpeechItem,
     WindowSet,
+    WindowSettings,
     build_windows,
     clip_probabilities,
     dataset_checksums,
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SpeechTrainConfig:
+class SpeechTrainConfig(WindowSettings):
     data: list[str]
     out_dir: str = "runs/speech/train"
     cache_dir: str | None = "runs/speech/cache"
@@ -56,12 +57,6 @@ class SpeechTrainConfig:
     seed: int = 0
     threads: int = 1
     workers: int = 1
-    window_s: float = 2.0
-    hop_s: float = 0.5
-    train_hop_s: float = 0.5
-    n_mels: int = 64
-    window_cmn: bool = False
-    vad_threshold_dbfs: float = -50.0
     aug_copies: int = 1
     aug_seed: int = 0  # the corrupted copies (separate from the model seed so they stay cached)
     spec_augment: bool = True
@@ -116,11 +111,6 @@ def split_items(sets: Sequence[SpeechDataset], split: str, max_clips: int | None
             items = [items[i] for i in sorted(rng.choice(len(items), max_clips, replace=False))]
         out.extend(items)
     return out
-
-
-def make_recipe(cfg: SpeechTrainConfig) -> dict[str, Any]:
-    return sf_.default_recipe(window_s=cfg.window_s, hop_s=cfg.hop_s, n_mels=cfg.n_mels, window_cmn=cfg.window_cmn,
-                              vad_threshold_dbfs=cfg.vad_threshold_dbfs)
 
 
 def training_windows(items, recipe, cfg: SpeechTrainConfig) -> tuple[WindowSet, WindowSet]:
@@ -274,7 +264,7 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
     val_items = split_items(sets, "val", cfg.max_clips)
     if not train_items:
         raise ValueError("the data has no training split (RAVDESS actors 1-18 / CREMA-D 1001-1060 / split=train rows)")
-    recipe = make_recipe(cfg)
+    recipe = cfg.feature_recipe()
 
     student = None
     student_info = None
@@ -283,9 +273,8 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
 
         dcfg = DistillConfig(teacher=cfg.teacher, data=cfg.data, out_dir=str(out / "student"), cache_dir=cfg.cache_dir,
                              layer=cfg.teacher_layer, epochs=cfg.student_epochs, embed_dim=cfg.embed_dim,
-                             threads=cfg.threads, workers=cfg.workers, window_s=cfg.window_s, hop_s=cfg.hop_s,
-                             train_hop_s=cfg.train_hop_s, n_mels=cfg.n_mels, window_cmn=cfg.window_cmn,
-                             vad_threshold_dbfs=cfg.vad_threshold_dbfs, max_clips=cfg.max_clips, seed=cfg.seed)
+                             threads=cfg.threads, workers=cfg.workers, max_clips=cfg.max_clips, seed=cfg.seed,
+                             **cfg.window_settings())
         distill(dcfg)
         cfg.student = dcfg.out_dir
     if cfg.student:
