@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift-y", type=float, default=None, help="crop centre shift for the card")
     p.add_argument("--train-command", default="dsrter train face --data ../shared/data/fer2013/fer2013.npz --out runs/face",
                    help="the command that produced the checkpoint, recorded in the card")
+    p.add_argument("--mirror", choices=("auto", "on", "off"), default="auto",
+                   help="mirror averaging (2 runs per face): auto = keep it if it helps on PublicTest")
     p.add_argument("--no-eval", action="store_true", help="skip the PrivateTest evaluation written into the card")
 
 
@@ -42,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
     if args.shift_y is not None:
         crop["shift_y"] = args.shift_y
     out = Path(args.out)
-    card = convert_face([Path(c) for c in args.checkpoint], Path(args.data), out, crop=crop, train_command=args.train_command)
+    card = convert_face([Path(c) for c in args.checkpoint], Path(args.data), out, crop=crop, train_command=args.train_command,
+                        mirror=args.mirror)
     write_card(card, out / "face_emotion.json")
     if not args.no_eval:
         rows, split, n = evaluate_face(args.data, [out / "face_emotion.tflite", out / "face_emotion_float.tflite"])

@@ -11,14 +11,18 @@ from dsrter.edge.face_classifier import FaceClassifier  # noqa: E402
 from dsrter.edge.model_io import ModelError, TFLiteModel  # noqa: E402
 from dsrter.train.face_model import FaceNetSpec, HybridFaceNet  # noqa: E402
 from dsrter.train.face_train import FaceTrainConfig, normalise, to_input, train_face, train_step  # noqa: E402
-from face_fixtures import synthetic_faces, write_csv, write_npz  # noqa: E402
+from face_fixtures import synthetic_faces, write_csv, write_folder, write_npz  # noqa: E402
 
 SMALL = FaceNetSpec(width=0.25, cnn_channels=(8, 16, 16), last_channels=64, stem_channels=16)
 
 
-def test_training_steps_lower_the_loss():
+@pytest.mark.parametrize("writer,name", [(write_npz, "fer.npz"), (write_csv, "fer.csv"), (write_folder, "folder")])
+def test_training_steps_lower_the_loss(tmp_path, writer, name):
+    from dsrter.train.fer_data import TRAIN, load_fer
+
     torch.manual_seed(0)
-    images, labels, _ = synthetic_faces(per_class=8)
+    images, labels = load_fer(writer(tmp_path / name, per_class=8)).split(TRAIN)
+    assert len(labels) == 28
     model = HybridFaceNet(SMALL)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     xb, yb = normalise(to_input(images)), torch.as_tensor(labels)
@@ -83,7 +87,11 @@ def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
         ckpts.append(tmp_path / f"m{seed}.pt")
         torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "best": {"epoch": seed + 1, "val_acc": 0.5}}, ckpts[-1])
         members.append(model)
-    card = convert_face(ckpts, data, tmp_path / "out", representative_n=50)
+    card = convert_face(ckpts, data, tmp_path / "out", representative_n=50, mirror="off")
+    assert card["inference"]["hflip_average"] is False and card["inference"]["decided_by"] == "--mirror off"
+    assert set(card["inference"]["publictest_int8_accuracy"]) == {"plain", "hflip_average"}  # both still measured
+    with pytest.raises(ValueError, match="mirror must be"):
+        convert_face(ckpts, data, tmp_path / "out", mirror="sometimes")
     arch = card["architecture"]
     assert [m["best_epoch"] for m in arch["members"]] == [1, 2] and arch["spec"] is None
     assert arch["parameters"] == sum(m["parameters"] for m in arch["members"])
@@ -97,6 +105,46 @@ def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
     np.testing.assert_allclose(got, mean, atol=1e-4)
     q = TFLiteModel(tmp_path / "out" / "face_emotion.tflite")
     assert q.inputs[0]["dtype"] == np.int8 and len(q.inputs) == 1 and q.outputs[0]["shape"][-1] == 7
+
+
+@pytest.mark.slow
+def test_float_tflite_imports_back_into_an_equivalent_checkpoint(tmp_path):
+    pytest.importorskip("tensorflow")
+    from dsrter.convert.face_convert import convert_face, write_card
+    from dsrter.train.face_import import import_tflite, max_difference, save_checkpoint
+    from dsrter.train.face_train import load_trained
+
+    data = write_npz(tmp_path / "fer.npz", per_class=10)
+    torch.manual_seed(3)
+    model = HybridFaceNet(SMALL)
+    with torch.no_grad():  # BatchNorms far from the identity, so that folding them matters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    model.eval()
+    ckpt = tmp_path / "best.pt"
+    torch.save({"spec": SMALL.to_dict(), "model": model.state_dict(), "best": {"epoch": 1, "val_acc": 0.5}}, ckpt)
+    out = tmp_path / "out"
+    write_card(convert_face(ckpt, data, out, representative_n=20), out / "face_emotion.json")
+
+    net = import_tflite(out / "face_emotion_float.tflite")  # spec read from the card
+    assert max_difference(net, out / "face_emotion_float.tflite") < 1e-5
+    images, _, _ = synthetic_faces(per_class=2)
+    with torch.no_grad():
+        x = normalise(to_input(images))
+        np.testing.assert_allclose(net(x).numpy(), model(x).numpy(), atol=1e-4)
+    again = load_trained(save_checkpoint(net, tmp_path / "imported.pt", {"epoch": 1}))
+    with torch.no_grad():
+        np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), atol=1e-4)
+
+    with pytest.raises(ModelError, match="needs the float model"):
+        import_tflite(out / "face_emotion.tflite")
+    other = FaceNetSpec(width=0.25, cnn_channels=(8, 8, 16), last_channels=32, stem_channels=16)
+    with pytest.raises(ModelError, match="not this architecture"):
+        import_tflite(out / "face_emotion_float.tflite", spec=other)
 
 
 def test_selection_compares_members_and_their_mean_on_publictest_only(tmp_path):
@@ -117,6 +165,20 @@ def test_selection_compares_members_and_their_mean_on_publictest_only(tmp_path):
     model.load_state_dict(torch.load(ckpts[0])["model"])
     assert rows[0]["publictest_acc"] == pytest.approx(float((predict(model, x).argmax(1) == y).mean()))
     assert all(0.0 <= r["publictest_acc_mirror_avg"] <= 1.0 for r in rows)
+    pair = rows[2]
+    assert 0.0 <= pair["member_agreement"] <= 1.0 and "member_agreement" not in rows[0]
+    lo, hi = pair["gain_vs_best_single_ci95"]
+    gain = pair["publictest_acc_mirror_avg"] - max(r["publictest_acc_mirror_avg"] for r in rows[:2])
+    assert lo <= gain + 1e-9 and gain - 1e-9 <= hi
+
+
+def test_bootstrap_interval_brackets_a_known_difference():
+    from dsrter.train.face_select import bootstrap_difference
+
+    a = np.array([1] * 80 + [0] * 20, bool)  # 80% right
+    b = np.array([1] * 70 + [0] * 30, bool)  # 70% right, on the same images
+    lo, hi = bootstrap_difference(a, b)
+    assert lo < 0.10 < hi and lo > 0.0  # b is never right where a is wrong: the gain is always > 0
 
 def test_missing_corrupt_and_truncated_models_are_clear(tmp_path):
     with pytest.raises(ModelError, match="model file not found"):

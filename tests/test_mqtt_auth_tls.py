@@ -59,6 +59,18 @@ def test_wrong_password_logs_a_clear_error_and_retries_with_backoff(auth_broker,
     assert WRONG not in caplog.text and SECRET not in caplog.text
 
 
+def _deliver_one_face(cfg, col: Collector, track_id: int, expect_total: int) -> MqttSink:
+    """Connect a sink with ``cfg``, publish one face event and wait until the subscriber has it."""
+    bus = EventBus()
+    sink = MqttSink(cfg, bus)
+    sink.start()
+    assert sink.wait_connected(5)
+    bus.publish(face(track_id))
+    assert col.wait_for(lambda m: len(m) == expect_total, 5)
+    sink.stop(timeout=2)
+    return sink
+
+
 def test_right_password_from_file_or_systemd_credential(auth_broker, tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG, logger="dsrter")
     topic = "dsrter/auth-ok/face"
@@ -66,26 +78,14 @@ def test_right_password_from_file_or_systemd_credential(auth_broker, tmp_path, c
     # 1. mqtt.password_file
     cfg = mqtt_cfg(auth_broker, "auth-ok", username="edge", password_file=str(_secret_file(tmp_path / "pw", SECRET)),
                    publish={"heartbeat_s": 0})
-    bus = EventBus()
-    sink = MqttSink(cfg, bus)
-    sink.start()
-    assert sink.wait_connected(5)
-    bus.publish(face(1))
-    assert col.wait_for(lambda m: len(m) == 1, 5)
-    sink.stop(timeout=2)
+    _deliver_one_face(cfg, col, 1, expect_total=1)
     # 2. LoadCredential: $CREDENTIALS_DIRECTORY/mqtt_password
     creds = tmp_path / "creds"
     creds.mkdir()
     _secret_file(creds / "mqtt_password", SECRET)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     cfg2 = mqtt_cfg(auth_broker, "auth-ok", username="edge", publish={"heartbeat_s": 0})
-    bus2 = EventBus()
-    sink2 = MqttSink(cfg2, bus2)
-    sink2.start()
-    assert sink2.wait_connected(5)
-    bus2.publish(face(2))
-    assert col.wait_for(lambda m: len(m) == 2, 5)
-    sink2.stop(timeout=2)
+    sink2 = _deliver_one_face(cfg2, col, 2, expect_total=2)
     col.stop()
     assert "systemd credential 'mqtt_password'" in caplog.text
     assert SECRET not in caplog.text
@@ -150,13 +150,7 @@ def test_tls_with_a_ca_generated_in_the_test(tmp_path, pki, caplog):
         col = _tls_subscriber(broker, pki, topic)
         cfg = mqtt_cfg(broker, "tls-dev", tls={"enabled": True, "ca_file": str(pki / "test-ca.crt")},
                        publish={"heartbeat_s": 0})
-        bus = EventBus()
-        sink = MqttSink(cfg, bus)
-        sink.start()
-        assert sink.wait_connected(5)
-        bus.publish(face(1))
-        assert col.wait_for(lambda m: len(m) == 1, 5)
-        sink.stop(timeout=2)
+        _deliver_one_face(cfg, col, 1, expect_total=1)
 
         # a server certificate from another CA is refused, with the reason in the log; retries go on
         bad = mqtt_cfg(broker, "tls-bad", tls={"enabled": True, "ca_file": str(pki / "other-ca.crt")})
@@ -180,13 +174,7 @@ def test_tls_with_a_client_certificate(tmp_path, pki):
         col = _tls_subscriber(broker, pki, topic)
         tls = {"enabled": True, "ca_file": str(pki / "test-ca.crt"), "cert_file": str(pki / "client.crt"),
                "key_file": str(pki / "client.key")}
-        bus = EventBus()
-        sink = MqttSink(mqtt_cfg(broker, "mtls-dev", tls=tls, publish={"heartbeat_s": 0}), bus)
-        sink.start()
-        assert sink.wait_connected(5)
-        bus.publish(face(3))
-        assert col.wait_for(lambda m: len(m) == 1, 5)
-        sink.stop(timeout=2)
+        _deliver_one_face(mqtt_cfg(broker, "mtls-dev", tls=tls, publish={"heartbeat_s": 0}), col, 3, expect_total=1)
         # without the client certificate the broker refuses the handshake
         nocert = MqttSink(mqtt_cfg(broker, "mtls-none", tls={"enabled": True, "ca_file": str(pki / "test-ca.crt")}),
                           EventBus())

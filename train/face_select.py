@@ -30,20 +30,37 @@ def publictest_probabilities(checkpoint: Path, images_u8: np.ndarray) -> tuple[n
     return plain, mirrored
 
 
+def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of accuracy(a) - accuracy(b) over the same images."""
+    rng = np.random.default_rng(seed)
+    diffs = [correct_a[i].mean() - correct_b[i].mean() for i in (rng.integers(0, len(correct_a), len(correct_a)) for _ in range(n))]
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
 def compare(checkpoints: list[Path], data: str) -> list[dict]:
-    """One row per non-empty subset of the checkpoints: accuracy plain and mirror-averaged."""
+    """One row per non-empty subset of the checkpoints: accuracy plain and mirror-averaged.
+
+    A row of several members also gives, mirror-averaged, the top-1 agreement of its members and the
+    bootstrap interval of its gain over the best single member."""
     x, y = load_fer(data).split(PUBLIC_TEST)
     if len(x) == 0:
         raise ValueError(f"{data}: no PublicTest images (usage code 1) to select on")
     probs = [publictest_probabilities(c, x) for c in checkpoints]
+    mirrored = [(p + m) / 2 for p, m in probs]
+    best_single = max(range(len(checkpoints)), key=lambda i: (mirrored[i].argmax(1) == y).mean())
     rows = []
     for k in range(1, len(checkpoints) + 1):
         for subset in itertools.combinations(range(len(checkpoints)), k):
             plain = np.mean([probs[i][0] for i in subset], axis=0)
-            both = np.mean([(probs[i][0] + probs[i][1]) / 2 for i in subset], axis=0)
-            rows.append({"members": [str(checkpoints[i]) for i in subset],
-                         "publictest_acc": float((plain.argmax(1) == y).mean()),
-                         "publictest_acc_mirror_avg": float((both.argmax(1) == y).mean())})
+            both = np.mean([mirrored[i] for i in subset], axis=0)
+            row = {"members": [str(checkpoints[i]) for i in subset],
+                   "publictest_acc": float((plain.argmax(1) == y).mean()),
+                   "publictest_acc_mirror_avg": float((both.argmax(1) == y).mean())}
+            if k > 1:
+                votes = np.stack([mirrored[i].argmax(1) for i in subset])
+                row["member_agreement"] = float((votes == votes[0]).all(0).mean())
+                row["gain_vs_best_single_ci95"] = bootstrap_difference(both.argmax(1) == y, mirrored[best_single].argmax(1) == y)
+            rows.append(row)
     return rows
 
 
@@ -53,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="../shared/data/fer2013/fer2013.npz")
     args = ap.parse_args(argv)
     for r in compare(args.checkpoint, args.data):
-        print(f"{r['publictest_acc']:.4f}  mirror-avg {r['publictest_acc_mirror_avg']:.4f}  {' + '.join(r['members'])}")
+        extra = ""
+        if "member_agreement" in r:
+            lo, hi = r["gain_vs_best_single_ci95"]
+            extra = f"  (members agree {r['member_agreement']:.3f}; gain vs best single, 95% CI {lo:+.4f}..{hi:+.4f})"
+        print(f"{r['publictest_acc']:.4f}  mirror-avg {r['publictest_acc_mirror_avg']:.4f}  {' + '.join(r['members'])}{extra}")
     return 0
 
 

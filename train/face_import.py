@@ -1,0 +1,150 @@
+"""Rebuild a PyTorch checkpoint of the hybrid face network from its float TFLite file.
+
+A shipped model whose training checkpoint is gone can still be fine-tuned or made a member of an
+ensemble: the float .tflite holds every weight, with each BatchNorm folded into the convolution
+before it. The folded kernel goes back into the convolution and the folded bias into a BatchNorm
+set to the identity (mean 0, variance 1, scale sqrt(1 + eps)), which computes the same function.
+
+    python -m dsrter.train.face_import --tflite models/face_emotion_float.tflite --out runs/face_a/best.pt
+
+The architecture comes from the card beside the file; the result is checked against the TFLite
+model on random inputs and refused if it differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dsrter.edge.model_io import ModelError, load_card, sha256_file
+
+log = logging.getLogger(__name__)
+
+_WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _weighted_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(op name, weight, bias) of every convolution and dense op, in execution order."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(str(tflite_path), num_threads=1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    out = []
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only way to walk the graph
+        if op["op_name"] not in _WEIGHTED_OPS:
+            continue
+        _, w_idx, b_idx = op["inputs"][:3]
+        weight = interp.get_tensor(w_idx)
+        if weight.dtype != np.float32:
+            raise ModelError(f"{tflite_path}: {op['op_name']} weights are {weight.dtype}; import needs the float model")
+        out.append((op["op_name"], weight.copy(), interp.get_tensor(b_idx).copy()))
+    return out
+
+
+def _torch_layout(op: str, weight: np.ndarray) -> np.ndarray:
+    if op == "CONV_2D":  # (out, kh, kw, in) -> (out, in, kh, kw)
+        return weight.transpose(0, 3, 1, 2)
+    if op == "DEPTHWISE_CONV_2D":  # (1, kh, kw, C) -> (C, 1, kh, kw)
+        return weight.transpose(3, 0, 1, 2)
+    return weight  # FULLY_CONNECTED: (out, in) in both
+
+
+def import_tflite(tflite_path: str | Path, spec=None):
+    """A HybridFaceNet (eval mode) carrying the weights of a float face TFLite file.
+
+    Ops are matched to the network's layers by order and weight shape: TFLite keeps the order of
+    each branch, and the branches' layers have different shapes."""
+    import torch
+
+    from dsrter.train.face_model import FaceNetSpec, HybridFaceNet
+
+    path = Path(tflite_path)
+    if spec is None:
+        card_spec = load_card(path).get("architecture", {}).get("spec")
+        if not card_spec:
+            raise ModelError(f"{path}: its card has no single-network architecture.spec to rebuild")
+        spec = FaceNetSpec.from_dict(card_spec)
+    net = HybridFaceNet(spec).eval()
+    ops = [(name, _torch_layout(name, w), b) for name, w, b in _weighted_ops(path)]
+    used = [False] * len(ops)
+    modules = list(net.named_modules())
+    with torch.no_grad():
+        for i, (name, module) in enumerate(modules):
+            if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                continue
+            want = tuple(module.weight.shape)
+            j = next((k for k, (_, w, _) in enumerate(ops) if not used[k] and w.shape == want), None)
+            if j is None:
+                raise ModelError(f"{path}: no unused op with weights shaped {want} for layer {name!r}; "
+                                 "the file is not this architecture")
+            used[j] = True
+            _, w, b = ops[j]
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            if isinstance(module, torch.nn.Linear):
+                module.bias.copy_(torch.from_numpy(b))
+                continue
+            bn = modules[i + 1][1]
+            if not isinstance(bn, torch.nn.BatchNorm2d):
+                raise ModelError(f"layer {name!r} is not followed by a BatchNorm to carry its folded bias")
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.weight.fill_(float(np.sqrt(1.0 + bn.eps)))
+            bn.bias.copy_(torch.from_numpy(b))
+    if not all(used):
+        raise ModelError(f"{path}: {used.count(False)} weighted ops left over; the file is not this architecture")
+    return net
+
+
+def max_difference(net, tflite_path: str | Path, n: int = 32, seed: int = 0) -> float:
+    """Largest probability difference between the rebuilt net and the TFLite file on random faces."""
+    import torch
+
+    from dsrter.edge.model_io import TFLiteModel
+
+    model = TFLiteModel(tflite_path)
+    size = net.spec.input_size
+    x = np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 1)).astype(np.float32)
+    ref = np.concatenate([model.run(x[i : i + 1])[0] for i in range(n)])
+    with torch.no_grad():
+        ours = torch.softmax(net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())), 1).numpy()
+    return float(np.abs(ours - ref).max())
+
+
+def save_checkpoint(net, out: str | Path, best: dict | None = None, source: str = "") -> Path:
+    """Write a best.pt-style checkpoint that `dsrter convert face` and face_select accept."""
+    import torch
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"spec": net.spec.to_dict(), "model": net.state_dict(), "best": best or {}, "imported_from": source}, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tflite", required=True, type=Path, help="float face model (its card must sit beside it)")
+    ap.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. runs/face_a/best.pt")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        net = import_tflite(args.tflite)
+        diff = max_difference(net, args.tflite)
+        if diff > 1e-4:
+            raise ModelError(f"rebuilt network differs from {args.tflite} by {diff:.3g} in probability")
+    except ModelError as exc:
+        log.error("%s", exc)
+        return 2
+    card = load_card(args.tflite).get("training", {})
+    best = {"epoch": card.get("best_epoch"), "val_acc": card.get("publictest_accuracy_at_selection")}
+    version = load_card(args.tflite).get("version", "")
+    save_checkpoint(net, args.out, best, source=f"{args.tflite.name} {version} sha256 {sha256_file(args.tflite)}".replace("  ", " "))
+    log.info("wrote %s (max probability difference to the TFLite file %.2e)", args.out, diff)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
