@@ -30,9 +30,14 @@ def _weighted_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]
     """(op name, weight, bias) of every convolution and dense op, in execution order."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(str(tflite_path), num_threads=1,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+    if not tflite_path.is_file():
+        raise ModelError(f"{tflite_path}: model file not found")
+    try:
+        interp = Interpreter(str(tflite_path), num_threads=1,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{tflite_path}: LiteRT cannot load this model ({exc})") from None
     out = []
     for op in interp._get_ops_details():  # noqa: SLF001 - the only way to walk the graph
         if op["op_name"] not in _WEIGHTED_OPS:
@@ -63,6 +68,8 @@ def import_tflite(tflite_path: str | Path, spec=None):
     from dsrter.train.face_model import FaceNetSpec, HybridFaceNet
 
     path = Path(tflite_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
     if spec is None:
         card_spec = load_card(path).get("architecture", {}).get("spec")
         if not card_spec:
@@ -138,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         log.error("%s", exc)
         return 2
-    card = load_card(args.tflite).get("training", {})
-    best = {"epoch": card.get("best_epoch"), "val_acc": card.get("publictest_accuracy_at_selection")}
-    version = load_card(args.tflite).get("version", "")
-    save_checkpoint(net, args.out, best, source=f"{args.tflite.name} {version} sha256 {sha256_file(args.tflite)}".replace("  ", " "))
+    card = load_card(args.tflite)
+    training = card.get("training", {})
+    best = {"epoch": training.get("best_epoch"), "val_acc": training.get("publictest_accuracy_at_selection")}
+    source = " ".join(filter(None, (args.tflite.name, card.get("version"), "sha256", sha256_file(args.tflite))))
+    save_checkpoint(net, args.out, best, source=source)
     log.info("wrote %s (max probability difference to the TFLite file %.2e)", args.out, diff)
     return 0
 
