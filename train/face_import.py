@@ -27,11 +27,9 @@ _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 def _weighted_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(op name, weight, bias) of every convolution and dense op, in execution order."""
+    """(op name, weight, bias) of every convolution and dense op, in execution order (file checked to exist)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    if not tflite_path.is_file():
-        raise ModelError(f"{tflite_path}: model file not found")
     try:
         interp = Interpreter(str(tflite_path), num_threads=1,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
