@@ -463,7 +463,6 @@ class PublishProbe:
         self.sink = sink
         self.latencies_ms: list[float] = []
         self.by_kind: dict[str, list[float]] = {}
-        self.recording = False
         self.resent = 0
         self.frame_thread = threading.get_ident()
         self._pending: dict[int, tuple[str, float]] = {}
@@ -479,7 +478,7 @@ class PublishProbe:
         def put_hook(*a, **kw):
             item = put(*a, **kw)
             stash, self._stash = self._stash, None
-            if stash is not None and self.recording and stash[0] in ("face", "emotion"):
+            if stash is not None and stash[0] in ("face", "emotion"):
                 if threading.get_ident() != self.frame_thread:
                     self.resent += 1
                 else:
@@ -637,9 +636,6 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
 
         sink = MqttSink(bcfg, bus, model_versions={"face": models.face.name})
         probe = PublishProbe(sink)
-        sink.start()
-        if not sink.wait_connected(10):
-            raise BenchError("the bench's MQTT sink could not connect to its local broker")
     if speech is not None:
         from dsrter.edge.smoothing import LabelSmoother
         from dsrter.edge.speech_worker import SpeechWorker
@@ -665,8 +661,11 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
                     for lst in (speech.gate_ms, speech.features_ms, speech.classify_ms):
                         lst.clear()
                     windows0 = worker.windows
-                if probe is not None:
-                    probe.recording = True
+                if sink is not None:
+                    # attached only now, so each stream's first message comes from a measured frame
+                    sink.start()
+                    if not sink.wait_connected(10):
+                        raise BenchError("the bench's MQTT sink could not connect to its local broker")
                 cpu = CpuWindow()
                 t_start = time.perf_counter()
             frame, decode_ms = feed.read()

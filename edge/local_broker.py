@@ -54,7 +54,7 @@ class LocalBroker:
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "stderr.log"
         self.proc: Optional[subprocess.Popen] = None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {workdir / 'mosquitto.log'}"]
+        lines = [f"listener {self.port} 127.0.0.1", "set_tcp_nodelay true", "persistence false", f"log_dest file {workdir / 'mosquitto.log'}"]
         if "allow_anonymous" not in extra_conf and "password_file" not in extra_conf:
             lines.append("allow_anonymous true")
         if os.geteuid() == 0:

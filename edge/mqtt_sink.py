@@ -119,7 +119,8 @@ class EventPolicy:
         return None
 
     def due(self) -> list[tuple[Key, Any, str]]:
-        """Held-back events whose window opened, and timer heartbeats of quiet streams."""
+        """Held-back events whose window opened, and timer heartbeats of quiet streams (none offered
+        for at least one rate-limit interval)."""
         now = self.clock()
         out = []
         for key, st in self._streams.items():
@@ -130,7 +131,9 @@ class EventPolicy:
                     out.append((key, st.deferred, st.deferred_reason or "change"))
                     st.last_pub = now
                     st.deferred = st.deferred_reason = None
-            elif self.heartbeat_s > 0 and st.latest is not None and now - st.last_pub >= self.heartbeat_s:
+            elif (self.heartbeat_s > 0 and st.latest is not None and now - st.last_pub >= self.heartbeat_s
+                  and now - st.last_seen >= self.min_interval):
+                # only quiet streams: a live one sends its heartbeat with its next, fresher event
                 out.append((key, st.latest, "heartbeat"))
                 st.last_pub = now
         return out
@@ -182,6 +185,15 @@ def build_ssl_context(cfg: Config) -> Optional[ssl.SSLContext]:
     if tls.insecure:
         ctx.check_hostname = False
     return ctx
+
+
+def _send_without_delay(client, userdata, sock) -> None:
+    """TCP_NODELAY on the broker socket: without it Nagle holds a PUBLISH back until the broker's
+    delayed ACK of the previous one (~40 ms on Linux), which would dominate capture-to-MQTT latency."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError) as exc:  # not a TCP socket (or one that refuses the option)
+        log.debug("MQTT: TCP_NODELAY not set: %s", exc)
 
 
 class MqttSink:
@@ -295,6 +307,7 @@ class MqttSink:
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_socket_open = _send_without_delay
         if self.m.discovery.enabled:
             c.message_callback_add(status_topic(self.cfg), self._on_ha_status)
         self._client = c

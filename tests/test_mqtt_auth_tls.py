@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -65,6 +66,8 @@ def _deliver_one_face(cfg, col: Collector, track_id: int, expect_total: int) -> 
     sink = MqttSink(cfg, bus)
     sink.start()
     assert sink.wait_connected(5)
+    # Nagle off on the broker socket, TLS or not (PUBLISHes are small and latency matters)
+    assert sink._client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     bus.publish(face(track_id))
     assert col.wait_for(lambda m: len(m) == expect_total, 5)
     sink.stop(timeout=2)

@@ -289,6 +289,13 @@ def test_policy_unit_first_change_heartbeat_rate_flush():
     assert p.due() == [(k, newer, "change")]
     clk.t += 10
     assert p.due() == [(k, newer, "heartbeat")]  # timer heartbeat of a quiet stream
+    clk.t += 10
+    live = face(label="sad")
+    assert p.offer(k, live) == (live, "heartbeat")  # a live stream sends it with its own event
+    clk.t += 10
+    assert p.offer(k, face(label="sad")) is not None and p.due() == []  # offered just now: not quiet
+    clk.t += 10.4
+    assert [r for _, _, r in p.due()] == ["heartbeat"]
     clk.t += 0.1
     assert p.offer(k, face(label="fear", changed=True)) is None
     assert [r for _, _, r in p.flush()] == ["change"]
