@@ -56,9 +56,9 @@ def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
 
 
 def _input_order(model_bytes: bytes) -> list[str]:
-    from dsrter.edge.model_io import _interpreter_class
+    from dsrter.edge.model_io import make_interpreter
 
-    it = _interpreter_class()(model_content=model_bytes)
+    it = make_interpreter(model_bytes)
     names = []
     for d in it.get_input_details():
         names.append("logmel" if "logmel" in d["name"] else "egemaps" if "egemaps" in d["name"] else d["name"])
@@ -68,11 +68,8 @@ def _input_order(model_bytes: bytes) -> list[str]:
 
 
 def _ops(path: Path) -> list[str]:
-    from dsrter.edge.model_io import _interpreter_class
-
-    it = _interpreter_class()(model_path=str(path))
     try:
-        return sorted({d["op_name"] for d in it._get_ops_details()} - {"DELEGATE"})
+        return sorted({d["op_name"] for d in TFLiteModel(path).ops()} - {"DELEGATE"})
     except Exception:  # private API; informative only
         return []
 

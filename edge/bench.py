@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 
 from dsrter.edge.local_broker import BrokerError, LocalBroker
+from dsrter.edge.model_io import TFLiteModel, load_card
 
 log = logging.getLogger("dsrter.bench")
 
@@ -334,14 +335,11 @@ def resolve_models(cfg) -> ModelSet:
 def count_macs(model_path: Path) -> dict[str, Any]:
     """MACs of one invoke (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED; other ops counted as output
     elements), the arithmetic type that dominates, and the median single-thread invoke time here."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(model_path), num_threads=1)
-    it.allocate_tensors()
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    model = TFLiteModel(model_path)
+    tensors = model.tensors()
     macs, other = 0, 0
     by_type: dict[str, int] = {}
-    for op in it._get_ops_details():
+    for op in model.ops():
         outs, ins = op["outputs"], op["inputs"]
         if len(outs) == 0:
             continue
@@ -360,16 +358,13 @@ def count_macs(model_path: Path) -> dict[str, Any]:
             by_type[kind] = by_type.get(kind, 0) + m
         else:
             other += n_out
-    inputs = it.get_input_details()
     rng = np.random.default_rng(0)
-    for d in inputs:
-        shape, dt = d["shape"], d["dtype"]
-        it.set_tensor(d["index"], rng.integers(-20, 20, shape).astype(dt) if np.issubdtype(dt, np.integer)
-                      else rng.normal(0, 1, shape).astype(dt))
+    model.run(*(rng.integers(-20, 20, d["shape"]).astype(d["dtype"]) if np.issubdtype(d["dtype"], np.integer)
+                else rng.normal(0, 1, d["shape"]).astype(d["dtype"]) for d in model.inputs), raw=True)
     times = []
     for _ in range(60):
         t = time.perf_counter()
-        it.invoke()
+        model.invoke()
         times.append((time.perf_counter() - t) * 1e3)
     kind = max(by_type, key=by_type.get) if by_type else "float32"
     return {"macs": int(macs), "other_elements": int(other), "arithmetic": kind,
@@ -1042,8 +1037,6 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                 macs[role] = count_macs(p)
                 report["models"][role].update(macs[role])
         with contextlib.suppress(Exception):  # the card may ask for the crop and its mirror (2 per face)
-            from dsrter.edge.model_io import load_card
-
             if load_card(models.face).get("inference", {}).get("hflip_average"):
                 macs["face"]["per_face_factor"] = 2
                 report["models"]["face"]["per_face_factor"] = 2

@@ -41,18 +41,24 @@ def load_card(model_path: str | Path) -> dict[str, Any]:
     return card
 
 
-def _interpreter_class():
+def make_interpreter(data: bytes, threads: int = 1, delegates: bool = True):
+    """A LiteRT interpreter on a flatbuffer in memory (TensorFlow's where LiteRT is absent)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # pragma: no cover - only where TensorFlow replaces LiteRT
         from tensorflow.lite import Interpreter  # type: ignore
-    return Interpreter
+        from tensorflow.lite.experimental import OpResolverType  # type: ignore
+    kw = {} if delegates else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    return Interpreter(model_content=data, num_threads=threads, **kw)
 
 
 class TFLiteModel:
-    """One interpreter; float inputs are quantised and int8 outputs dequantised as the file says."""
+    """One interpreter; float inputs are quantised and int8 outputs dequantised as the file says.
 
-    def __init__(self, model_path: str | Path, threads: int = 1):
+    ``delegates=False`` leaves out XNNPACK, which repacks weights so they can no longer be read
+    (for code that reads the graph's constant tensors, such as the face importer)."""
+
+    def __init__(self, model_path: str | Path, threads: int = 1, delegates: bool = True):
         p = Path(model_path)
         if not p.is_file():
             raise ModelError(f"{p}: model file not found")
@@ -60,7 +66,7 @@ class TFLiteModel:
         if len(data) < 16 or data[4:8] != b"TFL3":
             raise ModelError(f"{p}: not a TFLite flatbuffer (missing TFL3 identifier; file corrupt or truncated?)")
         try:
-            self._interp = _interpreter_class()(model_content=data, num_threads=threads)
+            self._interp = make_interpreter(data, threads, delegates)
             self._interp.allocate_tensors()
         except Exception as exc:
             raise ModelError(f"{p}: LiteRT cannot load this model ({exc})") from None
@@ -91,6 +97,22 @@ class TFLiteModel:
             return y.astype(np.float32)
         scale, zero = detail["quantization"]
         return (y.astype(np.float32) - zero) * scale
+
+    def ops(self) -> list[dict[str, Any]]:
+        """The graph's operators in execution order (name, input and output tensor indices)."""
+        return self._interp._get_ops_details()  # noqa: SLF001 - LiteRT's only graph listing
+
+    def tensors(self) -> dict[int, dict[str, Any]]:
+        """Every tensor's details (name, shape, dtype, quantisation) by index."""
+        return {t["index"]: t for t in self._interp.get_tensor_details()}
+
+    def tensor(self, index: int) -> np.ndarray:
+        """A copy of one tensor's current value (constant tensors need ``delegates=False``)."""
+        return self._interp.get_tensor(index).copy()
+
+    def invoke(self) -> None:
+        """Run once on the inputs already set (by :meth:`run`); for timing the bare invoke."""
+        self._interp.invoke()
 
     def run(self, *arrays: np.ndarray, raw: bool = False) -> list[np.ndarray]:
         """Run on float arrays (one per input, in the interpreter's input order); returns float outputs.

@@ -145,8 +145,12 @@ def test_float_tflite_imports_back_into_an_equivalent_checkpoint(tmp_path):
     with pytest.raises(ModelError, match="model file not found"):
         import_tflite(tmp_path / "missing.tflite", spec=SMALL)
     (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer" * 8)
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="junk.tflite: not a TFLite flatbuffer"):
         import_tflite(tmp_path / "junk.tflite", spec=SMALL)
+    good = (out / "face_emotion_float.tflite").read_bytes()
+    (tmp_path / "cut.tflite").write_bytes(good[: len(good) // 3])  # right header, truncated body
+    with pytest.raises(ModelError, match="cut.tflite: LiteRT cannot load"):
+        import_tflite(tmp_path / "cut.tflite", spec=SMALL)
     other = FaceNetSpec(width=0.25, cnn_channels=(8, 8, 16), last_channels=32, stem_channels=16)
     with pytest.raises(ModelError, match="not this architecture"):
         import_tflite(out / "face_emotion_float.tflite", spec=other)

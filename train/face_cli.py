@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop cleanly before this many minutes (resume later)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
-    p.add_argument("--cnn-channels", default="48,96,192", help="channels of the CNN branch's three stages")
+    p.add_argument("--cnn-channels", default="64,128,256", help="channels of the CNN branch's three stages")
     p.add_argument("--augment", type=float, default=0.6, metavar="STRENGTH",
                    help="augmentation strength: scales rotation/shift/photometric ranges and occlusion/blur/noise odds (a resumed run keeps its own)")
     p.add_argument("--max-train", type=int, default=None, help="use a random subset of the training images (smoke runs)")

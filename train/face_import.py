@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrter.edge.model_io import ModelError, load_card, sha256_file
+from dsrter.edge.model_io import ModelError, TFLiteModel, load_card, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,16 @@ _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 def _weighted_ops(tflite_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(op name, weight, bias) of every convolution and dense op, in execution order (file checked to exist)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    try:
-        interp = Interpreter(str(tflite_path), num_threads=1,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{tflite_path}: LiteRT cannot load this model ({exc})") from None
+    model = TFLiteModel(tflite_path, delegates=False)
     out = []
-    for op in interp._get_ops_details():  # noqa: SLF001 - the only way to walk the graph
+    for op in model.ops():
         if op["op_name"] not in _WEIGHTED_OPS:
             continue
         _, w_idx, b_idx = op["inputs"][:3]
-        weight = interp.get_tensor(w_idx)
+        weight = model.tensor(w_idx)
         if weight.dtype != np.float32:
             raise ModelError(f"{tflite_path}: {op['op_name']} weights are {weight.dtype}; import needs the float model")
-        out.append((op["op_name"], weight.copy(), interp.get_tensor(b_idx).copy()))
+        out.append((op["op_name"], weight, model.tensor(b_idx)))
     return out
 
 

@@ -39,7 +39,7 @@ class FaceNetSpec:
     width: float = 0.5
     stem_channels: int = 32
     last_channels: int = 512
-    cnn_channels: tuple[int, ...] = (48, 96, 192)
+    cnn_channels: tuple[int, ...] = (64, 128, 256)  # the shipped model's
     dropout: float = 0.3
     ir_settings: tuple[tuple[int, int, int, int], ...] = field(default=IR_SETTINGS)
 
