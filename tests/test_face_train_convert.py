@@ -111,7 +111,7 @@ def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
 def test_float_tflite_imports_back_into_an_equivalent_checkpoint(tmp_path):
     pytest.importorskip("tensorflow")
     from dsrter.convert.face_convert import convert_face, write_card
-    from dsrter.train.face_import import import_tflite, max_difference, save_checkpoint
+    from dsrter.train.face_import import import_tflite, max_difference, save_checkpoint, unfold_batchnorm
     from dsrter.train.face_train import load_trained
 
     data = write_npz(tmp_path / "fer.npz", per_class=10)
@@ -139,6 +139,16 @@ def test_float_tflite_imports_back_into_an_equivalent_checkpoint(tmp_path):
     again = load_trained(save_checkpoint(net, tmp_path / "imported.pt", {"epoch": 1}))
     with torch.no_grad():
         np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), atol=1e-4)
+    # before fine-tuning, the identity BatchNorms get real statistics: eval output unchanged, and
+    # in training mode (batch statistics; dropout aside) the net computes nearly the same function
+    unfold_batchnorm(again, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), atol=1e-4)
+        again.train()
+        again.dropout.eval()
+        np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), atol=1e-3)
+        again.train()
+        assert not np.allclose(again(x).numpy(), model(x).numpy(), atol=1e-3)  # dropout is what differs
 
     with pytest.raises(ModelError, match="needs the float model"):
         import_tflite(out / "face_emotion.tflite")
@@ -154,6 +164,31 @@ def test_float_tflite_imports_back_into_an_equivalent_checkpoint(tmp_path):
     other = FaceNetSpec(width=0.25, cnn_channels=(8, 8, 16), last_channels=32, stem_channels=16)
     with pytest.raises(ModelError, match="not this architecture"):
         import_tflite(out / "face_emotion_float.tflite", spec=other)
+
+
+def test_fine_tuning_starts_from_the_init_checkpoint_with_its_architecture(tmp_path):
+    from dsrter.train.face_import import save_checkpoint
+
+    data = write_npz(tmp_path / "fer.npz", per_class=6)
+    torch.manual_seed(5)
+    start = HybridFaceNet(SMALL).eval()
+    init = save_checkpoint(start, tmp_path / "imported.pt", {"epoch": 1}, source="face_emotion_float.tflite")
+    # lr 0: weights stay as they were loaded (only BatchNorm statistics move), and the spec is the
+    # checkpoint's, not the config's default network
+    cfg = FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "ft"), epochs=1, batch_size=16, threads=1, lr=0.0,
+                          init=str(init))
+    assert train_face(cfg)["finished"]
+    tuned = torch.load(tmp_path / "ft" / "best.pt", weights_only=False)
+    assert FaceNetSpec.from_dict(tuned["spec"]) == SMALL
+    for name, w in start.state_dict().items():
+        if name.endswith("weight") and w.ndim > 1:
+            assert torch.equal(tuned["model"][name], w), name
+
+    with pytest.raises(FileNotFoundError, match="missing.pt: --init checkpoint not found"):
+        train_face(FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "a"), init=str(tmp_path / "missing.pt")))
+    torch.save({"weights": {}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="odd.pt: not a face checkpoint"):
+        train_face(FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "b"), init=str(tmp_path / "odd.pt")))
 
 
 def test_selection_compares_members_and_their_mean_on_publictest_only(tmp_path):

@@ -20,13 +20,16 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="../shared/data/fer2013/fer2013.npz", help="fer2013.npz, fer2013.csv or an image-folder root")
     p.add_argument("--out", default="runs/face", help="run folder for checkpoints, history and plots")
-    p.add_argument("--epochs", type=int, default=None, help="planned epochs (default 40; on --resume: the run's own plan)")
+    p.add_argument("--epochs", type=int, default=None, help="planned epochs (default 45; on --resume: the run's own plan)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up then cosine)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation")
     p.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop cleanly before this many minutes (resume later)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="fine-tune: start from these weights (best.pt, or one rebuilt by face_import) with a fresh "
+                        "optimizer and schedule; the architecture comes from the checkpoint")
     p.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
     p.add_argument("--cnn-channels", default="64,128,256", help="channels of the CNN branch's three stages")
     p.add_argument("--augment", type=float, default=0.6, metavar="STRENGTH",
@@ -43,13 +46,13 @@ def main(args: argparse.Namespace) -> int:
 
     spec = FaceNetSpec(width=args.width, cnn_channels=tuple(int(c) for c in args.cnn_channels.split(",")))
     cfg = FaceTrainConfig(
-        data=args.data, out_dir=args.out, epochs=args.epochs or 40, epochs_override=args.epochs is not None, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        data=args.data, out_dir=args.out, epochs=args.epochs or 45, epochs_override=args.epochs is not None, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         threads=args.threads, time_budget_min=args.time_budget, resume=args.resume, max_train=args.max_train, spec=spec,
-        augment_strength=args.augment,
+        augment_strength=args.augment, init=args.init,
     )
     try:
         summary = train_face(cfg)
-    except FerDataError as exc:
+    except (FerDataError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     import torch

@@ -97,11 +97,43 @@ def import_tflite(tflite_path: str | Path, spec=None):
     return net
 
 
+def unfold_batchnorm(net, images) -> None:
+    """Give an imported net's BatchNorms real statistics so it can be trained further.
+
+    An imported BatchNorm is an identity carrying the folded bias; in training mode it would
+    normalise by batch statistics and change the function. Here each one gets the mean and
+    variance of its input over ``images`` (N, 1, S, S in [-1, 1]) as running statistics, and the
+    scale and shift that undo them: the eval-mode output is unchanged (up to rounding) and the
+    training-mode output starts close to it."""
+    import torch
+
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    got: dict[int, torch.Tensor] = {}
+    hooks = [bn.register_forward_pre_hook(lambda m, inp, i=i: got.setdefault(i, inp[0])) for i, bn in enumerate(bns)]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(images)  # one pass is enough: each change below keeps every layer's eval output
+            for i, bn in enumerate(bns):
+                mean = got[i].mean(dim=(0, 2, 3))
+                var = got[i].var(dim=(0, 2, 3), unbiased=False)
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                shift = bn.bias - bn.running_mean * scale
+                # eval: (x - rm) / sqrt(rv + eps) * w + b  ==  scale * x + shift  for the values below
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.weight.copy_(scale * torch.sqrt(var + bn.eps))
+                bn.bias.copy_(shift + scale * mean)
+    finally:
+        for h in hooks:
+            h.remove()
+    net.train(was_training)
+
+
 def max_difference(net, tflite_path: str | Path, n: int = 32, seed: int = 0) -> float:
     """Largest probability difference between the rebuilt net and the TFLite file on random faces."""
     import torch
-
-    from dsrter.edge.model_io import TFLiteModel
 
     model = TFLiteModel(tflite_path)
     size = net.spec.input_size

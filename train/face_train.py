@@ -43,6 +43,7 @@ class FaceTrainConfig:
     resume: bool = False
     epochs_override: bool = False  # on resume, replace the run's planned epochs with ``epochs``
     max_train: int | None = None  # subsample (tests, smoke runs)
+    init: str | None = None  # start from these weights (a best.pt, e.g. from face_import); new optimizer and schedule
     spec: FaceNetSpec = field(default_factory=FaceNetSpec)
 
 
@@ -102,6 +103,16 @@ def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
                 e.copy_(p)
 
 
+def _load_init(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: --init checkpoint not found")
+    state = torch.load(p, weights_only=False)
+    if not isinstance(state, dict) or "spec" not in state or "model" not in state:
+        raise ValueError(f"{p}: not a face checkpoint (needs 'spec' and 'model'; a best.pt or last.pt)")
+    return state
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -130,7 +141,8 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         x_tr, y_tr = x_tr[keep], y_tr[keep]
 
     state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
-    spec = FaceNetSpec.from_dict(state["spec"]) if state else cfg.spec
+    init = _load_init(cfg.init) if cfg.init and not state else None
+    spec = FaceNetSpec.from_dict(state["spec"]) if state else FaceNetSpec.from_dict(init["spec"]) if init else cfg.spec
     epochs = cfg.epochs if (cfg.epochs_override or not state) else state["epochs"]
     aug = state.get("augment_strength", 1.0) if state else cfg.augment_strength
     _seed_all(cfg.seed)
@@ -151,8 +163,17 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
         gen.set_state(state["generator"])
         log.info("resumed from %s at epoch %d/%d (best PublicTest acc %.4f)", last_path, start_epoch, epochs, best["val_acc"])
-    elif cfg.resume:
+    elif cfg.resume and not init:
         log.warning("--resume given but %s does not exist; starting fresh", last_path)
+    if init:
+        model.load_state_dict(init["model"])
+        if init.get("imported_from"):
+            from dsrter.train.face_import import unfold_batchnorm
+
+            sample = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:1024]
+            unfold_batchnorm(model, normalise(to_input(x_tr[sample])))
+        ema.load_state_dict(model.state_dict())
+        log.info("starting from the weights in %s", cfg.init)
 
     weights = class_weights(y_tr)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
