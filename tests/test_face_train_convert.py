@@ -166,18 +166,24 @@ def test_float_tflite_imports_back_into_an_equivalent_checkpoint(tmp_path):
         import_tflite(out / "face_emotion_float.tflite", spec=other)
 
 
-def test_fine_tuning_starts_from_the_init_checkpoint_with_its_architecture(tmp_path):
+def test_fine_tuning_starts_from_the_init_checkpoint_with_its_architecture(tmp_path, caplog):
+    import logging
+    import re
+
     from dsrter.train.face_import import save_checkpoint
 
     data = write_npz(tmp_path / "fer.npz", per_class=6)
     torch.manual_seed(5)
     start = HybridFaceNet(SMALL).eval()
-    init = save_checkpoint(start, tmp_path / "imported.pt", {"epoch": 1}, source="face_emotion_float.tflite")
+    init = save_checkpoint(start, tmp_path / "imported.pt", {"epoch": 1})
+    assert torch.load(init, weights_only=False)["batchnorm_folded"] is True  # so --init re-measures them
     # lr 0: weights stay as they were loaded (only BatchNorm statistics move), and the spec is the
     # checkpoint's, not the config's default network
     cfg = FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "ft"), epochs=1, batch_size=16, threads=1, lr=0.0,
                           init=str(init))
+    caplog.set_level(logging.INFO, logger="dsrter.train.face_train")
     assert train_face(cfg)["finished"]
+    assert re.search(r"BatchNorm statistics re-measured on \d+ Training faces", caplog.text)
     tuned = torch.load(tmp_path / "ft" / "best.pt", weights_only=False)
     assert FaceNetSpec.from_dict(tuned["spec"]) == SMALL
     for name, w in start.state_dict().items():

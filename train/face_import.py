@@ -150,7 +150,8 @@ def save_checkpoint(net, out: str | Path, best: dict | None = None, source: str 
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": net.spec.to_dict(), "model": net.state_dict(), "best": best or {}, "imported_from": source}, out)
+    torch.save({"spec": net.spec.to_dict(), "model": net.state_dict(), "best": best or {}, "imported_from": source,
+                "batchnorm_folded": True}, out)  # `train face --init` re-measures the BatchNorms of such a file
     return out
 
 

@@ -167,11 +167,12 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         log.warning("--resume given but %s does not exist; starting fresh", last_path)
     if init:
         model.load_state_dict(init["model"])
-        if init.get("imported_from"):
+        if init.get("batchnorm_folded"):
             from dsrter.train.face_import import unfold_batchnorm
 
             sample = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:1024]
             unfold_batchnorm(model, normalise(to_input(x_tr[sample])))
+            log.info("imported weights: BatchNorm statistics re-measured on %d Training faces", len(sample))
         ema.load_state_dict(model.state_dict())
         log.info("starting from the weights in %s", cfg.init)
 
