@@ -68,8 +68,9 @@ def _input_order(model_bytes: bytes) -> list[str]:
 
 
 def _ops(path: Path) -> list[str]:
+    model = TFLiteModel(path)  # a file that does not load is an error, as before; only the listing is optional
     try:
-        return sorted({d["op_name"] for d in TFLiteModel(path).ops()} - {"DELEGATE"})
+        return sorted({d["op_name"] for d in model.ops()} - {"DELEGATE"})
     except Exception:  # private API; informative only
         return []
 
