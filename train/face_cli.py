@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cnn-channels", default="64,128,256", help="channels of the CNN branch's three stages")
     p.add_argument("--augment", type=float, default=0.6, metavar="STRENGTH",
                    help="augmentation strength: scales rotation/shift/photometric ranges and occlusion/blur/noise odds (a resumed run keeps its own)")
+    p.add_argument("--ferplus", action="store_true",
+                   help="train on the FER+ crowd-vote distributions beside the npz and select on PublicTest FER+ majority labels")
+    p.add_argument("--corrupt", type=float, default=0.0, metavar="P",
+                   help="share of training faces given living-room camera corruptions (low light, blur, JPEG, small, rotated, occluded)")
     p.add_argument("--max-train", type=int, default=None, help="use a random subset of the training images (smoke runs)")
 
 
@@ -42,17 +46,18 @@ def main(args: argparse.Namespace) -> int:
     from dsrter.train.face_model import FaceNetSpec
     from dsrter.train.face_train import FaceTrainConfig, train_face
     from dsrter.train.fer_data import FerDataError
+    from dsrter.train.ferplus import FerPlusError
     from dsrter.train.plots import plot_history
 
     spec = FaceNetSpec(width=args.width, cnn_channels=tuple(int(c) for c in args.cnn_channels.split(",")))
     cfg = FaceTrainConfig(
         data=args.data, out_dir=args.out, epochs=args.epochs or 45, epochs_override=args.epochs is not None, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         threads=args.threads, time_budget_min=args.time_budget, resume=args.resume, max_train=args.max_train, spec=spec,
-        augment_strength=args.augment, init=args.init,
+        augment_strength=args.augment, init=args.init, ferplus=args.ferplus, corrupt_p=args.corrupt,
     )
     try:
         summary = train_face(cfg)
-    except (FerDataError, FileNotFoundError, ValueError) as exc:
+    except (FerDataError, FerPlusError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     import torch

@@ -18,8 +18,10 @@ from tqdm import tqdm
 
 from dsrter.edge.labels import NUM_CLASSES
 from dsrter.train.face_augment import augment_faces
+from dsrter.train.face_corruptions import corrupt_batch
 from dsrter.train.face_model import FaceNetSpec, HybridFaceNet, count_params
 from dsrter.train.fer_data import PUBLIC_TEST, TRAIN, load_fer
+from dsrter.train.ferplus import load_ferplus
 from dsrter.train.metrics import classification_report
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class FaceTrainConfig:
     epochs_override: bool = False  # on resume, replace the run's planned epochs with ``epochs``
     max_train: int | None = None  # subsample (tests, smoke runs)
     init: str | None = None  # start from these weights (a best.pt, e.g. from face_import); new optimizer and schedule
+    ferplus: bool = False  # train on FER+ vote distributions, select on PublicTest FER+ majority labels
+    corrupt_p: float = 0.0  # share of faces given living-room camera corruptions (face_corruptions)
     spec: FaceNetSpec = field(default_factory=FaceNetSpec)
 
 
@@ -87,11 +91,18 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Ten
                weights: torch.Tensor | None, label_smoothing: float) -> tuple[float, int]:
     """One optimisation step on a normalised batch; returns (loss, correct)."""
     logits = model(xb)
-    loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=label_smoothing)
+    if yb.ndim == 2:  # soft targets (FER+ vote distributions); class weights apply per target class
+        target = yb * (1 - label_smoothing) + label_smoothing / yb.shape[1]
+        per_class = -target * F.log_softmax(logits, dim=1)
+        loss = (per_class * weights if weights is not None else per_class).sum(1).mean()
+        hard = yb.argmax(1)
+    else:
+        loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=label_smoothing)
+        hard = yb
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item(), int((logits.argmax(1) == yb).sum())
+    return loss.item(), int((logits.argmax(1) == hard).sum())
 
 
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -113,6 +124,15 @@ def _load_init(path: str) -> dict:
     return state
 
 
+def _ferplus_splits(data_path: str, data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training faces with FER+ soft targets; PublicTest faces with a FER+ majority label."""
+    fp = load_ferplus(data_path, len(data))
+    tr = (data.usage == TRAIN) & fp.usable
+    va = (data.usage == PUBLIC_TEST) & (fp.majority >= 0)
+    log.info("FER+: %d Training faces with vote targets, %d PublicTest faces with a majority label", tr.sum(), va.sum())
+    return data.images[tr], fp.soft[tr], data.images[va], fp.majority[va]
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -127,8 +147,11 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
 
     data = load_fer(cfg.data)
-    x_tr, y_tr = data.split(TRAIN)
-    x_va, y_va = data.split(PUBLIC_TEST)
+    if cfg.ferplus:
+        x_tr, y_tr, x_va, y_va = _ferplus_splits(cfg.data, data)
+    else:
+        x_tr, y_tr = data.split(TRAIN)
+        x_va, y_va = data.split(PUBLIC_TEST)
     if len(x_tr) == 0:
         raise ValueError(f"{cfg.data}: no Training images (usage code 0) to train on")
     if len(x_va) == 0:  # e.g. a folder with only train/: hold out 10% for selection
@@ -176,7 +199,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         ema.load_state_dict(model.state_dict())
         log.info("starting from the weights in %s", cfg.init)
 
-    weights = class_weights(y_tr)
+    weights = class_weights(y_tr if y_tr.ndim == 1 else y_tr.argmax(1))
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
     total_steps = steps_per_epoch * epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -188,6 +211,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     epoch_times: list[float] = []
     x_tr_t = torch.as_tensor(x_tr)
     y_tr_t = torch.as_tensor(y_tr)
+    corrupt_rng = np.random.default_rng([cfg.seed, start_epoch])
     for epoch in range(start_epoch, epochs):
         if cfg.time_budget_min is not None and epoch_times:
             elapsed = time.monotonic() - t_start
@@ -201,7 +225,10 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb = normalise(augment_faces(to_input(x_tr_t[idx]), gen, aug)).contiguous(memory_format=torch.channels_last)
+            faces = x_tr_t[idx]
+            if cfg.corrupt_p > 0:
+                faces = torch.from_numpy(corrupt_batch(faces.numpy(), corrupt_rng, cfg.corrupt_p))
+            xb = normalise(augment_faces(to_input(faces), gen, aug)).contiguous(memory_format=torch.channels_last)
             yb = y_tr_t[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, warmup, cfg.lr)
