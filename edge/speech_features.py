@@ -49,7 +49,9 @@ RECIPE_TEXT = (
     "'egemaps' (1, 88), quantised with each input tensor's own scale/zero point; output: 7 probabilities "
     "in the card's label order. VAD: the window's DC is removed, frame energies in dBFS (10 log10 mean "
     "x^2) are computed on the log-mel framing; the window is speech if at least min_active_s seconds of "
-    "frames exceed threshold_dbfs. Silent windows are not classified."
+    "frames exceed threshold_dbfs. Silent windows are not classified. Level (when the recipe has 'level'): "
+    "before both features the window is scaled so that the mean power of its frames within active_range_db of "
+    "the loudest frame (and above floor_dbfs) equals target_dbfs, with the gain capped at max_gain_db."
 )
 
 
@@ -60,6 +62,7 @@ def default_recipe(
     window_cmn: bool = False,
     vad_threshold_dbfs: float = -50.0,
     vad_min_active_s: float = 0.25,
+    level_target_dbfs: float | None = -26.0,
 ) -> dict[str, Any]:
     """The feature recipe: every constant the device needs to reproduce the training inputs."""
     win_length, hop_length = 400, 160
@@ -86,6 +89,8 @@ def default_recipe(
         "window_cmn": bool(window_cmn),
         "clip": 5.0,
         "vad": {"threshold_dbfs": float(vad_threshold_dbfs), "min_active_s": float(vad_min_active_s)},
+        **({} if level_target_dbfs is None else {"level": {
+            "target_dbfs": float(level_target_dbfs), "active_range_db": 30.0, "floor_dbfs": -75.0, "max_gain_db": 45.0}}),
     }
 
 
@@ -290,9 +295,35 @@ def check_window(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
     return x
 
 
+def active_level_dbfs(audio: np.ndarray, recipe: dict[str, Any]) -> float | None:
+    """Level of the voiced part: mean power of the frames within ``active_range_db`` of the loudest
+    frame and above ``floor_dbfs``; None when no frame is above the floor (silence)."""
+    lv = recipe["level"]
+    db = frame_dbfs(audio, recipe)
+    if db.size == 0 or db.max() < lv["floor_dbfs"]:
+        return None
+    active = db[(db >= db.max() - lv["active_range_db"]) & (db >= lv["floor_dbfs"])]
+    return float(10.0 * np.log10(np.mean(10.0 ** (active / 10.0))))
+
+
+def normalise_level(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
+    """Scale a window so its voiced part sits at ``level.target_dbfs`` (gain capped at ``max_gain_db``).
+
+    Makes the features independent of microphone gain and distance; recipes without a ``level``
+    entry (older cards) leave the audio as it is."""
+    lv = recipe.get("level")
+    if not lv:
+        return audio
+    level = active_level_dbfs(audio, recipe)
+    if level is None:
+        return audio
+    gain_db = min(lv["target_dbfs"] - level, lv["max_gain_db"])
+    return (audio * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+
+
 def raw_window_features(audio: np.ndarray, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Un-normalised ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one checked window."""
-    x = check_window(audio, recipe)
+    """Un-normalised ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one checked, level-normalised window."""
+    x = normalise_level(check_window(audio, recipe), recipe)
     return log_mel(x, recipe), egemaps(x, recipe["sample_rate"])
 
 

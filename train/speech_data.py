@@ -381,7 +381,9 @@ def augment_clip(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, s
     * reverberation (p=0.4): convolution with a synthetic exponentially decaying noise impulse
       response, RT60 0.15-0.6 s, mixed with the dry signal;
     * noise (p=0.7): white, pink or brown noise at an SNR of 0-25 dB relative to the speech frames;
-    * gain: -12 to +6 dB, clipped to [-1, 1].
+    * level: a gain of -35 to +6 dB (a far or quiet microphone), or (p=0.25) peak normalisation to
+      0 dBFS as some recordings have, then clipped to [-1, 1] and rounded to 16-bit PCM, so the
+      quantisation noise of a quiet input is there too.
     Returns the signal and a short description of what was applied.
     """
     from scipy.signal import fftconvolve, resample_poly
@@ -410,9 +412,14 @@ def augment_clip(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, s
         noise = _coloured_noise(len(y), rng, colour)
         y = y + noise * np.sqrt(_speech_power(y) / 10 ** (snr / 10))
         parts.append(f"{colour}{snr:.0f}dB")
-    gain_db = float(rng.uniform(-12.0, 6.0))
-    y = np.clip(y * 10 ** (gain_db / 20), -1.0, 1.0)
-    parts.append(f"gain{gain_db:+.0f}dB")
+    if rng.random() < 0.25:
+        y = y / (np.max(np.abs(y)) + 1e-12)
+        parts.append("peak0dB")
+    else:
+        gain_db = float(rng.uniform(-35.0, 6.0))
+        y = y * 10 ** (gain_db / 20)
+        parts.append(f"gain{gain_db:+.0f}dB")
+    y = np.round(np.clip(y, -1.0, 1.0) * 32767.0) / 32767.0
     return y.astype(np.float32), "+".join(parts)
 
 
@@ -422,7 +429,8 @@ def augment_clip(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, s
 
 def recipe_key(recipe: dict[str, Any]) -> str:
     """Hash of the recipe parts that change the raw (un-normalised) features."""
-    keep = {k: recipe[k] for k in ("sample_rate", "window_s", "window_samples", "logmel", "egemaps", "vad")}
+    keep = {k: recipe[k] for k in ("sample_rate", "window_s", "window_samples", "logmel", "egemaps", "vad", "level")
+            if k in recipe}
     return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -442,7 +450,12 @@ def clip_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> Cl
     win = recipe["window_samples"]
     hop = int(round(hop_s * recipe["sample_rate"]))
     wins = sf_.split_windows(audio, win, hop)
-    speech = np.array([sf_.is_speech(w, recipe) for _, w in wins], dtype=bool)
+    # The energy gate sees the clip at the recipe's speech level (when it has one), so which windows
+    # count as speech does not depend on the recording's gain; each window's features then see the
+    # window normalised on its own, as on the device.
+    gated = sf_.split_windows(sf_.normalise_level(np.asarray(audio, np.float32), recipe), win, hop)
+    speech = np.array([sf_.is_speech(w, recipe) for _, w in gated], dtype=bool)
+    wins = [(s, sf_.normalise_level(w, recipe)) for s, w in wins]
     fallback = -1
     if not speech.any():
         fallback = int(np.argmax([np.mean(np.square(w, dtype=np.float64)) for _, w in wins]))

@@ -137,6 +137,40 @@ def normalise_set(ws: WindowSet, recipe: dict[str, Any], stats: dict[str, Any]) 
     return out_lm, out_eg
 
 
+def corpus_of(items: Sequence[SpeechItem], sets: Sequence[SpeechDataset]) -> np.ndarray:
+    """Index of the ``--data`` corpus each item comes from."""
+    where = {it.path: k for k, ds in enumerate(sets) for it in ds.items}
+    return np.array([where[it.path] for it in items], np.int64)
+
+
+def sample_weights(labels: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """Per-window weights: classes balanced within each corpus, and each corpus's total weight
+    proportional to the square root of its window count (a small corpus counts more than its size,
+    without its few speakers dominating)."""
+    w = np.zeros(len(labels))
+    ks = np.unique(corpus)
+    sizes = np.array([np.count_nonzero(corpus == k) for k in ks], float)
+    share = np.sqrt(sizes) / np.sqrt(sizes).sum()
+    for k, sh in zip(ks, share):
+        m = corpus == k
+        cw = class_weights(labels[m])
+        w[m] = cw[labels[m]] * sh * len(labels) / m.sum()
+    return w
+
+
+def selection_score(probs: np.ndarray, ws: WindowSet, corpus: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Validation score: per corpus the mean of window and clip UA, averaged over the corpora."""
+    per = {}
+    for k in np.unique(corpus):
+        keep = corpus[ws.clip] == k
+        sub = WindowSet(ws.logmel[:0], ws.egemaps[:0], ws.labels[keep], ws.clip[keep], ws.aug[keep], ws.items)
+        r = window_and_clip_reports(probs[keep], sub)
+        per[f"val{k}_window_ua"] = r["window"].unweighted_accuracy
+        per[f"val{k}_clip_ua"] = r["clip"].unweighted_accuracy
+    score = float(np.mean([0.5 * (per[f"val{k}_window_ua"] + per[f"val{k}_clip_ua"]) for k in np.unique(corpus)]))
+    return score, per
+
+
 def class_weights(labels: np.ndarray) -> np.ndarray:
     """Balanced weights n / (k * n_c) over the classes present (absent classes get 0)."""
     counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
@@ -214,6 +248,7 @@ def logreg_probs(clf, x: np.ndarray) -> np.ndarray:
 
 
 def _keras_dataset(lm, eg, y, weights, batch_size, seed, augment):
+    """Shuffled batches ((log-mel, eGeMAPS), one-hot, per-window weight) with optional SpecAugment."""
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -231,7 +266,7 @@ def _keras_dataset(lm, eg, y, weights, batch_size, seed, augment):
             if augment:
                 x_lm = spec_augment(x_lm, self.rng)
             yy = np.eye(NUM_CLASSES, dtype=np.float32)[y[idx]]
-            return (x_lm, eg[idx]), yy, weights[y[idx]].astype(np.float32)
+            return (x_lm, eg[idx]), yy, weights[idx].astype(np.float32)
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(y))
@@ -312,7 +347,9 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
     model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=cfg.weight_decay),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing))
     weights = class_weights(y)
-    data = _keras_dataset(x_lm, x_eg, y, weights, cfg.batch_size, cfg.seed, cfg.spec_augment)
+    train_corpus = corpus_of(train_ws.items, sets)[train_ws.clip]
+    val_corpus = corpus_of(val_ws.items, sets) if val_ws is not None else None
+    data = _keras_dataset(x_lm, x_eg, y, sample_weights(y, train_corpus), cfg.batch_size, cfg.seed, cfg.spec_augment)
 
     history: list[dict[str, Any]] = []
     best = {"score": -1.0, "epoch": 0, "weights": None}
@@ -325,7 +362,8 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
             r = window_and_clip_reports(probs, val_ws)
             row.update(val_window_ua=r["window"].unweighted_accuracy, val_clip_ua=r["clip"].unweighted_accuracy,
                        val_window_wa=r["window"].accuracy, val_clip_wa=r["clip"].accuracy)
-            score = 0.5 * (row["val_window_ua"] + row["val_clip_ua"])
+            score, per_corpus = selection_score(probs, val_ws, val_corpus)
+            row.update(per_corpus, score=score)
             if cfg.select == "val" and score > best["score"]:
                 best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
         history.append(row)
