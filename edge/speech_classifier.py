@@ -23,6 +23,7 @@ import numpy as np
 from dsrter.edge import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.edge.model_io import ModelError, TFLiteModel, load_card
+from dsrter.edge.voice_activity import EnergyVad, SileroVad, VoiceDetector
 
 _REQUIRED = ("recipe", "normalisation")
 
@@ -34,10 +35,12 @@ class SpeechClassifier:
     (frame energy in dBFS above which a frame counts as voiced), ``card`` (the parsed JSON card).
     """
 
-    def __init__(self, model_path: Path, threads: int = 1, vad_threshold: float | None = None):
+    def __init__(self, model_path: Path, threads: int = 1, vad_threshold: float | None = None,
+                 vad_probability: float | None = None):
         """Load ``model_path`` and the card beside it (``.json``).
 
-        ``vad_threshold`` (dBFS) overrides the card's energy gate threshold, e.g. for a noisy room.
+        ``vad_threshold`` (dBFS) overrides the card's energy gate threshold, e.g. for a noisy room;
+        ``vad_probability`` the card's Silero VAD threshold (cards with a ``vad`` model).
         Raises :class:`dsrter.edge.model_io.ModelError` when the model or card is missing, corrupt or
         inconsistent (wrong labels, missing recipe keys, input shapes that do not match the recipe).
         """
@@ -62,6 +65,17 @@ class SpeechClassifier:
                     raise ModelError(f"card normalisation {key} has {len(self.stats[key])} values, expected {n}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{model_path.with_suffix('.json')}: malformed speech card ({exc!r})") from None
+        self.vad_spec: dict[str, Any] | None = card.get("vad")
+        if self.vad_spec is not None:
+            vad_file = model_path.parent / str(self.vad_spec.get("model", ""))
+            if not vad_file.is_file():
+                raise ModelError(f"{vad_file}: voice-activity model named by {model_path.with_suffix('.json').name} not found")
+            self.vad_spec = {**self.vad_spec, "path": vad_file}
+            if vad_probability is not None:
+                self.vad_spec["threshold"] = float(vad_probability)
+        self.temperature = float(card.get("calibration", {}).get("temperature", 1.0))
+        if not self.temperature > 0:
+            raise ModelError(f"{model_path.with_suffix('.json')}: calibration temperature must be > 0")
         self.model = TFLiteModel(model_path, threads=threads)
         try:
             self._i_lm = self.model.input_index("logmel")
@@ -101,6 +115,13 @@ class SpeechClassifier:
             raise ValueError("audio contains NaN or infinite samples")
         return sf_.is_speech(x.astype(np.float32, copy=False), self.recipe, self.vad_threshold)
 
+    def make_vad(self) -> VoiceDetector:
+        """A new voice-activity detector for one stream: the card's Silero model, else the energy gate."""
+        if self.vad_spec is None:
+            return EnergyVad(self.is_speech)
+        return SileroVad(self.vad_spec["path"], threshold=float(self.vad_spec.get("threshold", 0.5)),
+                         lookback_s=float(self.vad_spec.get("lookback_s", 0.125)))
+
     def features(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised model inputs ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one window."""
         lm, eg = sf_.raw_window_features(audio, self.recipe)
@@ -118,6 +139,8 @@ class SpeechClassifier:
         arrays[self._i_eg] = eg[None]
         p = self.model.run(*arrays)[0].reshape(-1).astype(np.float32)
         p = np.clip(p, 0.0, None)
+        if self.temperature != 1.0:  # temperature scaling fitted on validation: softmax(log p / T)
+            p = np.exp(np.log(np.maximum(p, 1e-6)) / self.temperature)
         s = float(p.sum())
         return p / s if s > 0 else np.full(NUM_CLASSES, 1.0 / NUM_CLASSES, np.float32)
 

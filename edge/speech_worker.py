@@ -1,8 +1,10 @@
-"""The speech stream on its own thread: audio window -> voice gate -> classifier -> smoothing -> event.
+"""The speech stream on its own thread: newest audio -> voice activity -> classifier -> smoothing -> event.
 
-Every ``hop_s`` it takes the newest ``window_s`` of audio from an AudioSource. Silence is a state,
-not a gap: a ``SpeechEvent(speaking=False, label=None)`` is published. The frame loop never waits
-for it; it reads :attr:`SpeechWorker.latest` (a lock-free reference swap).
+Every tick (``VAD_TICK_S``, or the hop if shorter) it takes the newest ``window_s`` of audio from an
+AudioSource and asks the voice-activity detector about its newest part; while someone speaks, the
+newest window is classified every ``hop_s``. Silence is a state, not a gap: a
+``SpeechEvent(speaking=False, label=None)`` is published as soon as speech ends. The frame loop
+never waits for it; it reads :attr:`SpeechWorker.latest` (a lock-free reference swap).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import numpy as np
 from dsrter.edge.events import EventBus, SpeechEvent
 from dsrter.edge.labels import LABELS
 from dsrter.edge.smoothing import LabelSmoother
+from dsrter.edge.speech_features import to_mono_16k
+from dsrter.edge.voice_activity import EnergyVad, VoiceDetector
 
 log = logging.getLogger(__name__)
 
 Attribution = Callable[[], tuple[Optional[int], str]]
+VAD_TICK_S = 0.25  # how often the speaking state is re-decided
 
 
 class SpeechModel(Protocol):
@@ -35,6 +40,11 @@ class SpeechModel(Protocol):
     def predict(self, audio: np.ndarray) -> np.ndarray: ...
 
 
+def _make_vad(model: SpeechModel) -> VoiceDetector:
+    factory = getattr(model, "make_vad", None)  # SpeechClassifier has one; plain stand-ins use the gate
+    return factory() if callable(factory) else EnergyVad(model.is_speech)
+
+
 def _source_rate(source) -> int:
     sr = getattr(source, "sample_rate", 16000)
     return int(sr() if callable(sr) else sr)
@@ -43,37 +53,48 @@ def _source_rate(source) -> int:
 class SpeechAnalyser:
     """One window at a time, no thread: used by the worker and by ``dsrter analyze``."""
 
-    def __init__(self, model: SpeechModel, smoother: LabelSmoother, min_fraction: float = 0.5):
+    def __init__(self, model: SpeechModel, smoother: LabelSmoother, min_classify_s: float = 0.5,
+                 hop_s: Optional[float] = None, vad: Optional[VoiceDetector] = None):
         self.model = model
         self.smoother = smoother
-        self.min_fraction = min_fraction  # a window shorter than this part of window_s is not judged
+        self.min_classify_s = min_classify_s  # less speech audio than this is not classified yet
+        self.hop_s = float(hop_s or model.hop_s)  # while speaking, classify at most this often
+        self.vad = vad if vad is not None else _make_vad(model)
         self._last: Optional[SpeechEvent] = None
 
     def analyse(self, audio: np.ndarray, sample_rate: int, end_t: float, timestamp: Optional[float] = None,
                 attribution: tuple[Optional[int], str] = (None, "none")) -> Optional[SpeechEvent]:
-        """Event for the window of ``audio`` ending at stream time ``end_t``; None if too short."""
+        """Event for the newest ``audio`` ending at stream time ``end_t``.
+
+        None when nothing changed: too little audio for a state yet, or speech going on with its
+        next classification not yet due."""
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if sample_rate != self.model.sample_rate and audio.size:
-            from dsrter.edge.speech_features import to_mono_16k
-
             if self.model.sample_rate != 16000:
                 raise ValueError(f"speech model wants {self.model.sample_rate} Hz; only 16 kHz is supported")
             audio = to_mono_16k(audio, sample_rate)
         n = int(round(self.model.window_s * self.model.sample_rate))
-        if audio.size < self.min_fraction * n:
+        if audio.size < self.vad.lookback_s * self.model.sample_rate:
             return None
-        start_t = end_t - min(audio.size, n) / self.model.sample_rate
         if audio.size > n:
             audio = audio[-n:]
-        elif audio.size < n:  # the first window of a stream or a very short clip: lead with silence
-            audio = np.concatenate([np.zeros(n - audio.size, np.float32), audio])
+        start_t = end_t - audio.size / self.model.sample_rate
         ts = end_t if timestamp is None else timestamp
         prev = self._last
-        if not self.model.is_speech(audio):
+        speaking = self.vad.update(audio, end_t)
+        if not speaking:
+            if prev is not None and not prev.speaking and end_t - prev.window[1] < self.hop_s - 1e-6:
+                return None  # still silent: the state is re-sent every hop, not every tick
             self.smoother.reset()  # the next utterance starts fresh (maybe another speaker)
             ev = SpeechEvent(timestamp=ts, speaking=False, scores=None, label=None, confidence=0.0,
                              window=(start_t, end_t), changed=prev is None or prev.speaking)
+        elif audio.size < self.min_classify_s * self.model.sample_rate:
+            return None
+        elif prev is not None and prev.speaking and end_t - prev.window[1] < self.hop_s - 1e-6:
+            return None
         else:
+            if audio.size < n:  # the first window of a stream or a short clip: lead with silence
+                audio = np.concatenate([np.zeros(n - audio.size, np.float32), audio])
             probs = np.asarray(self.model.predict(audio), np.float32).reshape(-1)
             sm = self.smoother.update(probs)
             label = LABELS[sm.index]
@@ -94,8 +115,8 @@ class SpeechWorker:
         self.source = source
         self.model = model
         self.bus = bus
-        self.hop_s = float(hop_s or model.hop_s)
-        self.analyser = SpeechAnalyser(model, smoother)
+        self.analyser = SpeechAnalyser(model, smoother, hop_s=hop_s)
+        self.hop_s = min(self.analyser.hop_s, VAD_TICK_S)  # the tick: the speaking state is decided this often
         self._attribution = attribution
         self._event_clock = event_clock
         self._stop = threading.Event()

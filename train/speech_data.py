@@ -467,9 +467,27 @@ def clip_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> Cl
     return ClipFeatures(np.array([s for s, _ in wins], np.int64), speech, lm, eg, fallback)
 
 
-def _cache_file(cache_dir: Path, item: SpeechItem, recipe: dict[str, Any], hop_s: float, aug: int, seed: int) -> Path:
+def apply_level(audio: np.ndarray, level: str) -> np.ndarray:
+    """The clip as another microphone gain would give it: ``"-20"`` dB (or any number) relative to the
+    recording, or ``"peak"`` (peak-normalised to 0 dBFS); clipped and rounded to 16-bit PCM."""
+    if not level:
+        return audio
+    x = np.asarray(audio, np.float64)
+    if level == "peak":
+        x = x / (np.max(np.abs(x)) + 1e-12)
+    else:
+        try:
+            x = x * 10 ** (float(level) / 20.0)
+        except ValueError:
+            raise SpeechDataError(f"level {level!r}: expected a gain in dB (e.g. -20) or 'peak'") from None
+    return (np.round(np.clip(x, -1.0, 1.0) * 32767.0) / 32767.0).astype(np.float32)
+
+
+def _cache_file(cache_dir: Path, item: SpeechItem, recipe: dict[str, Any], hop_s: float, aug: int, seed: int,
+                level: str = "") -> Path:
     st = item.path.stat()
     key = f"{item.path}|{st.st_size}|{st.st_mtime_ns}|{recipe_key(recipe)}|{hop_s}|{aug}|{seed if aug else 0}"
+    key += f"|level{level}" if level else ""
     h = hashlib.sha1(key.encode()).hexdigest()
     return cache_dir / recipe_key(recipe) / h[:2] / f"{h}.npz"
 
@@ -481,9 +499,11 @@ def item_features(
     aug: int = 0,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    level: str = "",
 ) -> ClipFeatures:
-    """Features of one clip version (``aug=0`` clean, ``k>0`` the k-th augmented copy), cached on disk."""
-    cf = _cache_file(Path(cache_dir), item, recipe, hop_s, aug, seed) if cache_dir else None
+    """Features of one clip version (``aug=0`` clean, ``k>0`` the k-th augmented copy), cached on disk;
+    ``level`` re-records it at another gain first (see :func:`apply_level`)."""
+    cf = _cache_file(Path(cache_dir), item, recipe, hop_s, aug, seed, level) if cache_dir else None
     if cf is not None and cf.is_file():
         try:
             with np.load(cf) as z:
@@ -494,7 +514,7 @@ def item_features(
     if aug:
         rng = np.random.default_rng([seed, aug, int(hashlib.sha1(item.rel.encode()).hexdigest()[:8], 16)])
         audio, _ = augment_clip(audio, rng)
-    feats = clip_features(audio, recipe, hop_s)
+    feats = clip_features(apply_level(audio, level), recipe, hop_s)
     if cf is not None:
         cf.parent.mkdir(parents=True, exist_ok=True)
         tmp = cf.with_name(cf.name + f".{os.getpid()}.tmp.npz")
@@ -553,8 +573,8 @@ class WindowSet:
 
 
 def _job(args: tuple) -> tuple[int, int, ClipFeatures]:
-    idx, item, recipe, hop_s, aug, seed, cache_dir = args
-    return idx, aug, item_features(item, recipe, hop_s, aug, seed, cache_dir)
+    idx, item, recipe, hop_s, aug, seed, cache_dir, level = args
+    return idx, aug, item_features(item, recipe, hop_s, aug, seed, cache_dir, level)
 
 
 def build_windows(
@@ -567,9 +587,11 @@ def build_windows(
     workers: int = 1,
     progress: bool = False,
     include_fallback: bool = True,
+    level: str = "",
 ) -> WindowSet:
-    """Speech windows (plus each silent clip's loudest window if ``include_fallback``) of all items."""
-    jobs = [(i, it, recipe, hop_s, a, seed, str(cache_dir) if cache_dir else None)
+    """Speech windows (plus each silent clip's loudest window if ``include_fallback``) of all items,
+    each clip re-recorded at ``level`` first when given (see :func:`apply_level`)."""
+    jobs = [(i, it, recipe, hop_s, a, seed, str(cache_dir) if cache_dir else None, level)
             for i, it in enumerate(items) for a in range(aug_copies + 1)]
     results: list[tuple[int, int, ClipFeatures]] = []
     it_results: Iterable

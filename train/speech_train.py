@@ -444,6 +444,24 @@ def speaker_zscore(ws: WindowSet) -> np.ndarray:
     return x.astype(np.float32)
 
 
+class BaselineModel:
+    """The baseline row: eGeMAPS window functionals + standardised logistic regression, fitted once on
+    the training split (of every corpus given) and applied to each evaluated corpus."""
+
+    def __init__(self, clf):
+        self.clf = clf
+
+    @classmethod
+    def fit(cls, train_items: Sequence[SpeechItem], recipe: dict[str, Any], cache_dir: str | None,
+            workers: int = 1, seed: int = 0) -> "BaselineModel":
+        train_ws = build_windows(train_items, recipe, recipe["hop_s"], cache_dir=cache_dir, workers=workers,
+                                 progress=len(train_items) > 200)
+        return cls(fit_logreg(train_ws.egemaps, train_ws.labels, seed))
+
+    def reports(self, eval_ws: WindowSet) -> dict[str, Any]:
+        return window_and_clip_reports(logreg_probs(self.clf, eval_ws.egemaps), eval_ws)
+
+
 def baseline_reports(train_items: Sequence[SpeechItem], eval_ws: WindowSet, recipe: dict[str, Any],
                      cache_dir: str | None, workers: int = 1, seed: int = 0,
                      speaker_norm: bool = False) -> dict[str, Any]:
