@@ -26,6 +26,12 @@ track, the first speech/fused result), when the smoothed label changed (``on_cha
 quiet). Each stream (each face track, speech, emotion) and each state topic is limited to
 ``max_rate_hz``; a change held back by the limit is sent when the window opens (the newest
 event of that stream, still marked ``reason: change``), so changes are delayed, never lost.
+The policy and the ids live in :class:`EventRecorder` (``event_records``), which the daemon shares
+with the events file, so both get the same records.
+
+Retained states are published at every connect: at start the idle ones (no face, no speech, no
+fused result) replace whatever an earlier run left; a clean stop publishes the idle states again
+and a final ``stats`` (``running: false``) before ``offline``.
 
 Delivery: events go through :class:`EventSpool` (bounded, oldest dropped first and counted,
 optionally on disk) and a small window of in-flight QoS 1 publishes; a record leaves the spool

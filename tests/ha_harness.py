@@ -159,6 +159,10 @@ class HomeAssistant:
         """entity_id -> the state Home Assistant saved when it stopped."""
         return {s["state"]["entity_id"]: s["state"] for s in self._storage("core.restore_state")}
 
+    def version(self) -> str:
+        """The release that ran (Home Assistant writes it to .HA_VERSION)."""
+        return (self.config / ".HA_VERSION").read_text().strip()
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
 
