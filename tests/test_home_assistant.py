@@ -18,7 +18,7 @@ import pytest
 
 from ha_harness import STATESTREAM, HomeAssistant, find_python
 from mqtt_support import Collector
-from test_retained_states import clip, daemon_config, start_daemon
+from daemon_support import clip, daemon_config, start_daemon
 
 DEVICE = "hatest"
 SENSORS = ("face_emotion", "speech_emotion", "emotion", "faces", "frame_rate")

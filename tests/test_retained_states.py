@@ -5,44 +5,16 @@ states and a final stats."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
+from daemon_support import clip, daemon_config, start_daemon
 from mqtt_support import Collector
 
-REPO = Path(__file__).resolve().parents[1]
 STATE_TOPICS = ("face/state", "speech/state", "emotion/state", "stats")
 EVENT_TOPICS = ("face", "speech", "emotion")
-
-
-def daemon_config(tmp_path: Path, broker, device: str, clip: Path, loop: bool, events: Path | None = None) -> Path:
-    data = yaml.safe_load((REPO / "config.yaml").read_text())
-    for key, name in (("model", "face_emotion.tflite"), ("detector_model", "face_detection_short_range.tflite")):
-        data["face"][key] = str(REPO / "models" / name)
-    data["speech"]["model"] = str(REPO / "models" / "speech_emotion.tflite")
-    data["device_id"] = device
-    data["camera"].update({"device": str(clip), "loop": loop})
-    data["overlay"]["backend"] = "none"
-    data["mqtt"].update({"host": broker.host, "port": broker.port, "stats_interval_s": 1.0})
-    if events is not None:
-        data["events_file"].update({"enabled": True, "path": str(events)})
-    p = tmp_path / f"config-{clip.stem}.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
-
-
-def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DSRTER_", "NOTIFY_SOCKET", "WATCHDOG"))}
-    env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2")
-    return subprocess.Popen([sys.executable, "-m", "dsrter.edge.cli", "run", "-c", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)
 
 
 def retained(broker, base: str) -> dict[str, dict]:
@@ -51,11 +23,6 @@ def retained(broker, base: str) -> dict[str, dict]:
     c.wait_for(lambda m: len(m) >= len(STATE_TOPICS), 3.0)
     c.stop()
     return {t[len(base) + 1:]: json.loads(p) for t, p, r in c.msgs if r}
-
-
-def clip(av_samples: Path, prefix: str) -> Path:
-    (p,) = sorted(av_samples.glob(f"{prefix}*.mp4"))
-    return p
 
 
 @pytest.mark.slow
