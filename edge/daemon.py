@@ -128,6 +128,7 @@ class Daemon:
         self.pipeline: Any = None
         self.display: Any = None
         self.sinks: list[tuple[str, Any]] = []
+        self.recorder: Any = None
         self._file_retry_at: Optional[float] = None
         self._file_backoff: Any = None
         self._display_failed = False
@@ -232,19 +233,25 @@ class Daemon:
 
     # -- sinks -----------------------------------------------------------------------------
     def _start_sinks(self) -> None:
+        from dsrter.edge.event_records import EventRecorder
+
+        # one recorder: the same records (ids, reasons) reach MQTT and the events file
+        self.recorder = EventRecorder(self.cfg.mqtt.publish, self.cfg.device_id, self.models.versions)
         if self.cfg.mqtt.enabled and importlib.util.find_spec("dsrter.edge.mqtt_sink") is not None:
             from dsrter.edge.mqtt_sink import MqttSink
 
-            sink = MqttSink(self.cfg, self.bus, stats=self._stats_snapshot, model_versions=self.models.versions)
+            sink = MqttSink(self.cfg, self.bus, stats=self._stats_snapshot, model_versions=self.models.versions,
+                            recorder=self.recorder)
             sink.start()
             self.sinks.append(("mqtt", sink))
         if self.cfg.events_file.enabled and importlib.util.find_spec("dsrter.edge.jsonl_sink") is not None:
             from dsrter.edge.jsonl_sink import JsonlSink
 
             sink = JsonlSink(self.cfg.events_file, self.bus, device=self.cfg.device_id,
-                             model_versions=self.models.versions)
+                             model_versions=self.models.versions, recorder=self.recorder)
             sink.start()
             self.sinks.append(("events file", sink))
+        self.recorder.start(self.bus)
 
     def _stats_snapshot(self) -> dict:
         snap = self.stats.snapshot()
@@ -374,6 +381,8 @@ class Daemon:
                 self.display.close()
             except Exception:
                 log.exception("closing the display failed")
+        if self.recorder is not None:
+            self.recorder.stop()  # held-back changes reach every sink before they stop
         for name, sink in reversed(self.sinks):
             try:
                 sink.stop(timeout=5.0)

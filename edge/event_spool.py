@@ -7,8 +7,9 @@ Envelope (every event record the MQTT and JSON-lines sinks write)::
      "ts": "2025-01-01T12:00:00.123Z", "epoch": 1735732800.123, "reason": "change",
      "models": {"face": "...", "speech": "..."}, "kind": "face", ...the event's to_dict()...}
 
-``run`` is random per daemon process, ``seq`` counts the records one sink wrote in that run
-(1, 2, 3, ... with no gaps unless the buffer dropped some), so ``id`` is unique across restarts
+``run`` is random per daemon process, ``seq`` counts the records of that run (one
+:class:`~dsrter.edge.event_records.EventRecorder` numbers them for every sink: 1, 2, 3, ... with
+no gaps unless a buffer dropped some), so ``id`` is unique across restarts
 and a consumer can both de-duplicate (QoS 1 is at-least-once) and notice loss.
 
 Spool on disk (``mqtt.buffer.spool_dir``)::

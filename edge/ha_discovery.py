@@ -13,11 +13,19 @@ fps                        sensor (diagnostic)          ``<base>/stats`` frames 
 connectivity               binary_sensor, connectivity  ``<base>/availability`` online/offline
 =========================  ===========================  =============================================
 
-"No face", "no speech" and "no fused result" are ``"label": null`` in the state JSON; the
-value templates turn that into the string ``None``, which Home Assistant's MQTT sensor reads as
-``unknown`` (so the enum's options stay exactly the 7 labels). Every entity but the
-connectivity one carries the availability topic, so the sensors show "unavailable" while the
-daemon is offline, and the connectivity entity shows off.
+"No face", "no speech" and "no fused result" are ``"label": null`` in the state JSON, shown as
+``unknown``. Home Assistant releases differ in how a template gets there (both seen with a real
+Home Assistant in ``tests/test_home_assistant.py``):
+
+- 2026.2 keeps the enum ``options``, reads the string ``None`` as "no value" (``unknown``) and
+  ignores, with a warning, any other string that is not an option;
+- 2024.3 drops ``options`` from MQTT discovery and shows whatever string it gets, ``None``
+  included, so only the string ``unknown`` shows as ``unknown``.
+
+So the label templates ask the entity itself (``this``): with enum options in its attributes they
+render ``None``, without them ``unknown``. Every entity but the connectivity one carries the
+availability topic, so the sensors show "unavailable" while the daemon is offline, and the
+connectivity entity shows off.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from typing import Any
 from dsrter.edge.config import Config
 from dsrter.edge.labels import LABELS
 
-_LABEL_TEMPLATE = "{{ value_json.label if value_json.label is not none else 'None' }}"
+_LABEL_TEMPLATE = ("{% if value_json.label is not none %}{{ value_json.label }}"
+                   "{% elif this is defined and this.attributes.options is defined %}None"
+                   "{% else %}unknown{% endif %}")
 
 
 def package_version() -> str:
@@ -98,12 +108,12 @@ def discovery_messages(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
                     "mdi:emoticon-outline"),
         enum_sensor("speech_emotion", "Speech emotion", f"{base}/speech/state",
                     "{{ {'speaking': value_json.speaking, 'confidence': value_json.confidence,"
-                    " 'track_id': value_json.track_id, 'attribution': value_json.attribution,"
+                    " 'track_id': value_json.track_id, 'speech_source': value_json.attribution,"
                     " 'scores': value_json.scores} | tojson }}",
                     "mdi:account-voice"),
         enum_sensor("emotion", "Emotion", f"{base}/emotion/state",
                     "{{ {'confidence': value_json.confidence, 'sources': value_json.sources,"
-                    " 'track_id': value_json.track_id, 'attribution': value_json.attribution,"
+                    " 'track_id': value_json.track_id, 'speech_source': value_json.attribution,"
                     " 'scores': value_json.scores} | tojson }}",
                     "mdi:emoticon"),
     ]

@@ -1,9 +1,9 @@
 """JSON-lines event file with size-based rotation (``events_file`` in the config).
 
-Every face, speech and fused event on the bus becomes one line: the same envelope as the MQTT
-events (schema, id, run, seq, device, ts, epoch, models, then the event's fields), without the
-MQTT publish policy, so the file is the complete record for offline analysis. Per-frame timing
-(``FrameStats``) is not written; it is summarised on the MQTT ``stats`` topic.
+Each line is one record of the :class:`EventRecorder` the daemon shares between its sinks: the
+very records MQTT publishes on ``face``, ``speech`` and ``emotion`` (same id, reason and
+payload), so one id names one event in both places. Retained states, stats and per-frame timing
+are not written. (The complete per-frame timeline of a clip is what ``dsrter analyze`` writes.)
 
 Writing happens on a background thread, so a slow SD card never stalls the frame loop; the
 queue between them is bounded (``MAX_QUEUE`` lines), and lines that do not fit are counted in
@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from dsrter.edge.config import EventsFileConfig
-from dsrter.edge.event_spool import EventEncoder, dumps
-from dsrter.edge.events import EventBus, FaceEvent, FusedEvent, SpeechEvent
+from dsrter.edge.config import EventsFileConfig, PublishPolicy
+from dsrter.edge.event_records import EventRecorder, Record
+from dsrter.edge.events import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,13 @@ class JsonlSink:
     """Writes bus events to a rotating JSON-lines file; ``start()``/``stop()``."""
 
     def __init__(self, cfg: EventsFileConfig, bus: EventBus, device: str = "dsrter",
-                 model_versions: Optional[dict[str, str]] = None) -> None:
+                 model_versions: Optional[dict[str, str]] = None, recorder: Optional[EventRecorder] = None) -> None:
         self.cfg = cfg
         self.bus = bus
         self.path = Path(cfg.path)
-        self.encoder = EventEncoder(device, model_versions)
+        # the daemon shares one recorder with the MQTT sink; alone, the sink runs its own (default policy)
+        self._own_recorder = recorder is None
+        self.recorder = recorder or EventRecorder(PublishPolicy(), device, model_versions)
         self.written = 0
         self.dropped = 0
         self.rotations = 0
@@ -61,10 +63,14 @@ class JsonlSink:
         self._open()
         self._thread = threading.Thread(target=self._run, name="dsrter-jsonl", daemon=True)
         self._thread.start()
-        self._unsubscribe = self.bus.subscribe(self._on_event)
+        self._unsubscribe = self.recorder.listen(self)
+        if self._own_recorder:
+            self.recorder.start(self.bus)
         log.info("events file: writing %s (rotate at %d bytes, keep %d)", self.path, self.cfg.max_bytes, self.cfg.backups)
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._own_recorder:
+            self.recorder.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -80,15 +86,16 @@ class JsonlSink:
         if self.dropped:
             log.warning("events file: %d event(s) dropped because the writer fell behind", self.dropped)
 
-    # -- bus side ---------------------------------------------------------------------------------
-    def _on_event(self, event: Any) -> None:
-        if not isinstance(event, (FaceEvent, SpeechEvent, FusedEvent)):
-            return
-        line = dumps(self.encoder.encode(event)) + "\n"
+    # -- recorder side ----------------------------------------------------------------------------
+    def on_record(self, rec: Record) -> None:
+        line = rec.payload + "\n"
         try:
             self._q.put_nowait(line)
         except queue.Full:
             self.dropped += 1
+
+    def on_faces_gone(self, track_ids: list[int]) -> None:
+        """Face tracks leaving are not events; nothing to write."""
 
     # -- writer thread ----------------------------------------------------------------------------
     def _run(self) -> None:

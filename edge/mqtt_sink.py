@@ -26,6 +26,12 @@ track, the first speech/fused result), when the smoothed label changed (``on_cha
 quiet). Each stream (each face track, speech, emotion) and each state topic is limited to
 ``max_rate_hz``; a change held back by the limit is sent when the window opens (the newest
 event of that stream, still marked ``reason: change``), so changes are delayed, never lost.
+The policy and the ids live in :class:`EventRecorder` (``event_records``), which the daemon shares
+with the events file, so both get the same records.
+
+Retained states are published at every connect: at start the idle ones (no face, no speech, no
+fused result) replace whatever an earlier run left; a clean stop publishes the idle states again
+and a final ``stats`` (``running: false``) before ``offline``.
 
 Delivery: events go through :class:`EventSpool` (bounded, oldest dropped first and counted,
 optionally on disk) and a small window of in-flight QoS 1 publishes; a record leaves the spool
@@ -49,121 +55,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from dsrter.edge.config import Config
 from dsrter.edge.credentials import CredentialError, PasswordSource, mqtt_password
-from dsrter.edge.event_spool import EventEncoder, EventSpool, dumps
-from dsrter.edge.events import EventBus, FaceEvent, FusedEvent, SpeechEvent
+from dsrter.edge.event_records import EventPolicy, EventRecorder, Key, Record  # noqa: F401 (EventPolicy re-exported)
+from dsrter.edge.event_spool import EventSpool, dumps
+from dsrter.edge.events import EventBus, FaceEvent
 from dsrter.edge.ha_discovery import availability_topic, base_topic, discovery_messages, status_topic
 from dsrter.edge.stats import ProcessStats
 
 log = logging.getLogger(__name__)
 
-Key = tuple  # ("face", track_id) | ("speech",) | ("emotion",)
-_RANK = {"first": 3, "change": 2, "heartbeat": 1}
 
 
 class MqttSinkError(RuntimeError):
     """A configuration problem found at start (TLS files, password file); names the key."""
-
-
-class _Stream:
-    __slots__ = ("last_pub", "latest", "last_seen", "deferred", "deferred_reason")
-
-    def __init__(self) -> None:
-        self.last_pub: Optional[float] = None
-        self.latest: Any = None
-        self.last_seen = 0.0
-        self.deferred: Any = None
-        self.deferred_reason: Optional[str] = None
-
-
-class EventPolicy:
-    """Which events to publish: first / on change / heartbeat, rate limited per stream.
-
-    Not thread-safe on its own; the sink calls it under its lock. ``clock`` is injectable.
-    """
-
-    def __init__(self, on_change: bool = True, heartbeat_s: float = 10.0, max_rate_hz: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.on_change = on_change
-        self.heartbeat_s = heartbeat_s
-        self.min_interval = 1.0 / max_rate_hz
-        self.clock = clock
-        self._streams: dict[Key, _Stream] = {}
-
-    def offer(self, key: Key, event: Any) -> Optional[tuple[Any, str]]:
-        """(event, reason) to publish now, or None (ignored, or held back by the rate limit)."""
-        now = self.clock()
-        st = self._streams.get(key)
-        reason: Optional[str]
-        if st is None:
-            st = self._streams[key] = _Stream()
-            reason = "first"
-        elif self.on_change and getattr(event, "changed", False):
-            reason = "change"
-        elif self.heartbeat_s > 0 and st.last_pub is not None and now - st.last_pub >= self.heartbeat_s:
-            reason = "heartbeat"
-        elif st.deferred is not None:
-            reason = st.deferred_reason
-        else:
-            reason = None
-        st.latest = event
-        st.last_seen = now
-        if reason is None:
-            return None
-        if st.last_pub is None or now - st.last_pub >= self.min_interval:
-            st.last_pub = now
-            st.deferred = st.deferred_reason = None
-            return event, reason
-        if st.deferred_reason is not None and _RANK[st.deferred_reason] > _RANK[reason]:
-            reason = st.deferred_reason
-        st.deferred, st.deferred_reason = event, reason
-        return None
-
-    def due(self) -> list[tuple[Key, Any, str]]:
-        """Held-back events whose window opened, and timer heartbeats of quiet streams (none offered
-        for at least one rate-limit interval)."""
-        now = self.clock()
-        out = []
-        for key, st in self._streams.items():
-            if st.last_pub is None:
-                continue
-            if st.deferred is not None:
-                if now - st.last_pub >= self.min_interval:
-                    out.append((key, st.deferred, st.deferred_reason or "change"))
-                    st.last_pub = now
-                    st.deferred = st.deferred_reason = None
-            elif (self.heartbeat_s > 0 and st.latest is not None and now - st.last_pub >= self.heartbeat_s
-                  and now - st.last_seen >= self.min_interval):
-                # only quiet streams: a live one sends its heartbeat with its next, fresher event
-                out.append((key, st.latest, "heartbeat"))
-                st.last_pub = now
-        return out
-
-    def flush(self) -> list[tuple[Key, Any, str]]:
-        """Every held-back event, ignoring the rate limit (at shutdown)."""
-        out = []
-        for key, st in self._streams.items():
-            if st.deferred is not None:
-                out.append((key, st.deferred, st.deferred_reason or "change"))
-                st.deferred = st.deferred_reason = None
-        return out
-
-    def expire(self, kind: str, timeout_s: float) -> list[Key]:
-        """Forget streams of ``kind`` not seen for ``timeout_s``; returns their keys."""
-        now = self.clock()
-        gone = [k for k, st in self._streams.items() if k[0] == kind and now - st.last_seen > timeout_s]
-        for k in gone:
-            del self._streams[k]
-        return gone
-
-
-def _key_of(event: Any) -> Optional[Key]:
-    if isinstance(event, FaceEvent):
-        return ("face", int(event.track_id))
-    if isinstance(event, SpeechEvent):
-        return ("speech",)
-    if isinstance(event, FusedEvent):
-        return ("emotion",)
-    return None
 
 
 def build_ssl_context(cfg: Config) -> Optional[ssl.SSLContext]:
@@ -200,14 +103,16 @@ class MqttSink:
     """Publishes bus events to MQTT; see the module docstring for topics and guarantees."""
 
     def __init__(self, cfg: Config, bus: EventBus, stats: Callable[[], dict] | None = None,
-                 model_versions: dict[str, str] | None = None) -> None:
+                 model_versions: dict[str, str] | None = None, recorder: Optional[EventRecorder] = None) -> None:
         self.cfg = cfg
         self.m = cfg.mqtt
         self.bus = bus
         self.base = base_topic(cfg)
         self.availability_topic = availability_topic(cfg)
-        self.encoder = EventEncoder(cfg.device_id, model_versions)
-        self.policy = EventPolicy(self.m.publish.on_change, self.m.publish.heartbeat_s, self.m.publish.max_rate_hz)
+        # records (policy + ids) shared with the other sinks; without one given, the sink runs its own
+        self._own_recorder = recorder is None
+        self.recorder = recorder or EventRecorder(self.m.publish, cfg.device_id, model_versions)
+        self.encoder = self.recorder.encoder
         self.spool = EventSpool(self.m.buffer.max_events, self.m.buffer.spool_dir)
         self._stats_fn = stats if stats is not None else ProcessStats().snapshot
         self._window = max(1, min(16, self.m.buffer.max_events // 2))
@@ -219,6 +124,7 @@ class MqttSink:
         self._client: Optional[mqtt.Client] = None
         self._thread: Optional[threading.Thread] = None
         self._unsubscribe: Optional[Callable[[], None]] = None
+        self._unlisten: Callable[[], None] = lambda: None
         self._password: Optional[PasswordSource] = None
         self._ssl_ctx: Optional[ssl.SSLContext] = None
 
@@ -233,6 +139,7 @@ class MqttSink:
         self._resync = False
         self._resync_since = 0.0
         self._discovery_due = False
+        self._final_stats_due = False
         self._probe_due = False
         self._failing = False
         self._next_stats = 0.0
@@ -312,7 +219,11 @@ class MqttSink:
             c.message_callback_add(status_topic(self.cfg), self._on_ha_status)
         self._client = c
         self._started = True
+        self._set_idle_states(time.time())
+        self._unlisten = self.recorder.listen(self)
         self._unsubscribe = self.bus.subscribe(self._on_event)
+        if self._own_recorder:
+            self.recorder.start(self.bus)
         self._thread = threading.Thread(target=self._run, name="dsrter-mqtt", daemon=True)
         self._thread.start()
         log.info("MQTT: connecting to %s:%d%s as %s (user %s, %s); events buffered meanwhile%s",
@@ -333,14 +244,19 @@ class MqttSink:
         if self._unsubscribe:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._own_recorder:
+            self.recorder.stop()  # held-back changes go out first
+        self._unlisten()
         with self._lock:
-            for key, ev, reason in self.policy.flush():
-                self._emit(key, ev, reason)
-        self._stopping = True
+            self._stopping = True
+            # nothing is seen any more: the retained states must not outlive the daemon
+            self._faces.clear()
+            self._set_idle_states(time.time())
+            self._final_stats_due = True
         self._notify()
         while time.monotonic() < deadline - reserve and self._connected:
             with self._lock:
-                states_left = bool(self._dirty)
+                states_left = bool(self._dirty) or self._final_stats_due
             if self.spool.pending == 0 and not states_left:
                 break
             self._notify()
@@ -373,29 +289,44 @@ class MqttSink:
 
     # -- bus side (pipeline thread) -----------------------------------------------------------------
     def _on_event(self, event: Any) -> None:
-        key = _key_of(event)
-        if key is None:
-            return
-        with self._lock:
-            decision = self.policy.offer(key, event)
-            if key[0] == "face":
+        """Every face event refreshes its entry in the face state (published with the next record)."""
+        if isinstance(event, FaceEvent) and not self._stopping:
+            with self._lock:
                 self._faces[int(event.track_id)] = self._face_entry(event)
-            if decision is not None:
-                self._emit(key, decision[0], decision[1])
-        if decision is not None:
-            self._notify()
 
-    def _emit(self, key: Key, event: Any, reason: str) -> None:
-        """Encode and spool one event and update its state topic (caller holds the lock)."""
-        kind = key[0]
-        rec = self.encoder.encode(event, reason)
-        payload = dumps(rec)
-        self.spool.put(f"{self.base}/{kind}", payload, qos=self.m.qos)
-        if kind == "face":
-            self._faces[int(event.track_id)] = self._face_entry(event)
-            self._set_face_state(event.timestamp)
-        else:
-            self._set_state(f"{self.base}/{kind}/state", payload)
+    def on_record(self, rec: Record) -> None:
+        """A record from the recorder: spool it and update its state topic."""
+        kind = rec.kind
+        with self._lock:
+            self.spool.put(f"{self.base}/{kind}", rec.payload, qos=self.m.qos)
+            if self._stopping:
+                pass  # the idle states stay
+            elif kind == "face":
+                self._faces[int(rec.event.track_id)] = self._face_entry(rec.event)
+                self._set_face_state(rec.event.timestamp)
+            else:
+                self._set_state(f"{self.base}/{kind}/state", rec.payload)
+        self._notify()
+
+    def on_faces_gone(self, track_ids: list[int]) -> None:
+        with self._lock:
+            for tid in track_ids:
+                self._faces.pop(int(tid), None)
+            if not self._stopping:
+                self._set_face_state(time.time())
+        self._notify()
+
+    def _set_idle_states(self, epoch: float) -> None:
+        """Nobody in view, nobody speaking, no fused result: at start (replacing what an earlier run
+        left retained) and at stop. State records, not events: they carry no id (caller holds the lock)."""
+        self._set_face_state(epoch)
+        head = self.encoder.header(epoch)
+        speech = {**head, "kind": "speech", "speaking": False, "label": None, "confidence": 0.0, "scores": None,
+                  "window": None, "track_id": None, "attribution": "none"}
+        emotion = {**head, "kind": "emotion", "label": None, "confidence": 0.0, "scores": None,
+                   "sources": {"face": 0.0, "speech": 0.0}, "track_id": None, "attribution": "none"}
+        self._set_state(f"{self.base}/speech/state", dumps(speech))
+        self._set_state(f"{self.base}/emotion/state", dumps(emotion))
 
     @staticmethod
     def _face_entry(event: FaceEvent) -> dict[str, Any]:
@@ -538,15 +469,6 @@ class MqttSink:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        with self._lock:
-            if not self._stopping:
-                gone = self.policy.expire("face", self.m.publish.face_timeout_s)
-                if gone:
-                    for key in gone:
-                        self._faces.pop(key[1], None)
-                    self._set_face_state(time.time())
-                for key, ev, reason in self.policy.due():
-                    self._emit(key, ev, reason)
         self.spool.maybe_sync()
         if self._early:
             with self._lock:  # QoS 0 acknowledgements nobody waits for
@@ -573,7 +495,10 @@ class MqttSink:
                 self._publish(topic, dumps(payload), self.m.qos, True)
         self._publish_states(now)
         self._send_spooled()
-        if now >= self._next_stats and not self._stopping:
+        if self._final_stats_due:
+            self._final_stats_due = False
+            self._publish_stats(final=True)
+        elif now >= self._next_stats and not self._stopping:
             self._next_stats = now + self.m.stats_interval_s
             self._publish_stats()
 
@@ -596,7 +521,9 @@ class MqttSink:
             if self._publish(item.topic, item.payload, item.qos, item.retain, key=item.key) is None:
                 return
 
-    def _publish_stats(self) -> None:
+    def _publish_stats(self, final: bool = False):
+        """The stats payload; ``final`` (at stop): ``running: false``, no frame rate, no faces, sources
+        ``stopped`` and MQTT not connected, since that is the truth once this retained message is read."""
         try:
             snap = dict(self._stats_fn() or {})
         except Exception:
@@ -604,11 +531,17 @@ class MqttSink:
             snap = {}
         payload = self.encoder.header(time.time())
         payload["kind"] = "stats"
+        payload["running"] = not final
         payload.update(snap)
-        payload["mqtt"] = {"connected": self._connected, "delivered": self.delivered, "dropped": self.dropped,
+        if final:
+            payload.update({"fps": 0.0, "faces": 0})
+            for src in ("camera", "microphone"):
+                if isinstance(payload.get(src), dict):
+                    payload[src] = {**payload[src], "status": "stopped", "since": payload["ts"], "detail": None}
+        payload["mqtt"] = {"connected": self._connected and not final, "delivered": self.delivered, "dropped": self.dropped,
                            "pending": self.pending, "connects": self.connects,
                            "connect_failures": self.connect_failures, "refusals": self.refusals}
-        self._publish(f"{self.base}/stats", dumps(payload), self.m.qos, True)
+        return self._publish(f"{self.base}/stats", dumps(payload), self.m.qos, True)
 
     def _probe(self) -> None:
         """Once per outage: connect by hand to log *why* (refused, DNS, certificate...)."""

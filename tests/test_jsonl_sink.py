@@ -1,4 +1,4 @@
-"""JSON-lines event file: one envelope per event, rotation by size, flush on stop."""
+"""JSON-lines event file: the publish policy's records (with reason), rotation by size, flush on stop."""
 
 from __future__ import annotations
 
@@ -23,15 +23,18 @@ def test_events_are_written_as_versioned_json_lines(tmp_path):
     bus.publish(face(1, "happy"))
     bus.publish(frame(0))  # per-frame timing is not written
     bus.publish(speech("angry"))
-    bus.publish(speech(None))
+    bus.publish(speech("angry"))  # no change within the rate limit: not a record
+    bus.publish(speech(None, changed=True))  # a change held back by the rate limit: written at stop
     bus.publish(fused("happy"))
     sink.stop()
     recs = read_lines(path)
-    assert [r["kind"] for r in recs] == ["face", "speech", "speech", "emotion"]
-    for r, spec in zip(recs, (FACE, SPEECH, SPEECH, EMOTION)):
-        check({**r, "reason": "first"}, spec, r["kind"])  # no publish policy here, so no reason
+    assert [(r["kind"], r["reason"]) for r in recs] == [("face", "first"), ("speech", "first"),
+                                                        ("emotion", "first"), ("speech", "change")]
+    for r, spec in zip(recs, (FACE, SPEECH, EMOTION, SPEECH)):
+        check(r, spec, r["kind"])
         assert r["device"] == "jsonl-dev" and r["models"] == {"face": "f"}
     assert [r["seq"] for r in recs] == [1, 2, 3, 4]
+    assert recs[3]["label"] is None and recs[3]["speaking"] is False
     assert sink.written == 4 and sink.dropped == 0
     # appending after a restart keeps the old lines
     sink2 = JsonlSink(EventsFileConfig(enabled=True, path=path), bus)
