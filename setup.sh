@@ -10,7 +10,11 @@ cd "$(dirname "$0")"
 MODE="${1:-run}"; shift || true
 VENV="${DSRTER_VENV:-.venv}"
 PY="${PYTHON:-python3}"
-APT_PACKAGES=(mosquitto libportaudio2 libgl1 libglib2.0-0 openssl)
+# The runtime needs only PortAudio from Debian (OpenCV is the headless wheel, LiteRT, PyAV and
+# openSMILE bring their own libraries); mosquitto is the local broker, openssl makes test certificates.
+APT_PACKAGES=(libportaudio2 mosquitto openssl)
+# The test extra's mediapipe (parity test only) and its opencv-contrib build need GL/EGL libraries.
+APT_TEST_PACKAGES=(libgl1 libglib2.0-0 libegl1 libgles2)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -61,7 +65,7 @@ case "$MODE" in
     say "starting: $VENV/bin/dsrter run -c config.yaml $*  (Ctrl-C stops)"
     exec "$VENV/bin/dsrter" run -c config.yaml "$@" ;;
   test)
-    install_debian_packages; make_venv; install_python "train,test"
+    APT_PACKAGES+=("${APT_TEST_PACKAGES[@]}"); install_debian_packages; make_venv; install_python "train,test"
     say "running tests: $VENV/bin/python -m pytest $*"
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *)

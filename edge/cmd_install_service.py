@@ -117,7 +117,7 @@ def service_config(text: str, models: Path) -> str:
     """The repository config with absolute model paths and the service's writable folders."""
     return set_yaml_values(text, {
         ("face", "model"): str(models / "face_emotion.tflite"),
-        ("face", "detector_model"): str(models / "face_detection_short_range.tflite"),
+        ("face", "detector_model"): str(models / "face_detection_full_range_sparse.tflite"),
         ("speech", "model"): str(models / "speech_emotion.tflite"),
         ("overlay", "video_path"): f"{STATE_DIR}/dsrter-overlay.mp4",
         ("mqtt", "buffer", "spool_dir"): f"{STATE_DIR}/spool",

@@ -60,9 +60,9 @@ class SmoothingConfig(_Strict):
 class FaceConfig(_Strict):
     enabled: bool = True
     model: Path = Path("models/face_emotion.tflite")
-    detector_model: Path = Path("models/face_detection_short_range.tflite")
+    detector_model: Path = Path("models/face_detection_full_range_sparse.tflite")
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
-    detect_every_n_frames: int = Field(2, ge=1, le=30,
+    detect_every_n_frames: int = Field(3, ge=1, le=30,
                                        description="run the detector on every Nth frame and track in between")
     max_faces: int = Field(8, ge=1, le=64)
     threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads for the classifier")

@@ -1,4 +1,4 @@
-"""Face detection with the MediaPipe Tasks FaceDetector (BlazeFace short-range, vendored in models/).
+"""Face detection: the vendored BlazeFace models (short or full range) on LiteRT, decoded as MediaPipe does.
 
 Frames of any channel count (grey, BGR, BGRA), size and integer/float dtype are converted to
 contiguous RGB uint8 first. Detections come back in pixels of the frame that was passed in.
@@ -6,7 +6,6 @@ contiguous RGB uint8 first. Detections come back in pixels of the frame that was
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -14,7 +13,8 @@ from typing import Literal, Optional
 import cv2
 import numpy as np
 
-from dsrter.edge.model_io import ModelError
+from dsrter.edge.blazeface import NUM_COORDS, SPECS, BlazeFaceSpec, anchor_centres, decode, weighted_nms
+from dsrter.edge.model_io import ModelError, TFLiteModel
 
 # BlazeFace keypoint order (MediaPipe face detection).
 KEYPOINT_NAMES: tuple[str, ...] = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
@@ -58,86 +58,87 @@ def to_rgb(frame: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported frame shape {a.shape}; expected HxW, HxWx1, HxWx3 or HxWx4")
 
 
-def _import_mediapipe_tasks():
-    """MediaPipe's vision tasks, imported without TensorFlow.
+def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The frame scaled into a size x size square, centred, black borders, values in [-1, 1].
 
-    mediapipe imports TensorFlow when it is installed (training installs), only to open files
-    through tf.io.gfile; that adds seconds to start-up and, with openSMILE loaded after it,
-    corrupts the heap (seen: tensorflow 2.21 + opensmile 2.6, "malloc(): invalid size"). Runtime
-    installs have no TensorFlow, so hiding it during this import gives everyone the same path."""
-    hide = "mediapipe" not in sys.modules and "tensorflow" not in sys.modules
-    if hide:
-        sys.modules["tensorflow"] = None  # type: ignore[assignment]  # `import tensorflow` -> ImportError
-    try:
-        from mediapipe.tasks.python import vision
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-    finally:
-        if hide and sys.modules.get("tensorflow", 0) is None:
-            del sys.modules["tensorflow"]
-    return vision, BaseOptions
+    As MediaPipe's ImageToTensor (keep_aspect_ratio, BORDER_ZERO): the square region around the
+    frame maps onto the input by one affine warp with bilinear sampling. Returns the (1, size,
+    size, 3) float32 input and (x0, y0, side): the region's top-left corner and side in pixels."""
+    h, w = rgb.shape[:2]
+    side = float(max(w, h))
+    x0, y0 = (w - side) / 2.0, (h - side) / 2.0
+    s = size / side
+    m = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s]], np.float64)
+    sq = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    x = sq.astype(np.float32) * (2.0 / 255.0) - 1.0
+    return x[None], (x0, y0, side)
 
 
-def _check_model_file(path: Path) -> bytes:
+def _check_model_file(path: Path) -> None:
     if not path.is_file():
-        raise ModelError(f"{path}: face detector model not found (vendored as models/face_detection_short_range.tflite)")
-    data = path.read_bytes()
-    if len(data) < 16 or data[4:8] != b"TFL3":
+        raise ModelError(f"{path}: face detector model not found (vendored as models/face_detection_*.tflite)")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
         raise ModelError(f"{path}: face detector is not a TFLite flatbuffer (file corrupt or truncated?)")
-    return data
+
+
+def _match_spec(model: TFLiteModel) -> BlazeFaceSpec:
+    """The BlazeFace variant whose input and output shapes this model has; ModelError otherwise."""
+    shapes_in = [tuple(int(v) for v in d["shape"]) for d in model.inputs]
+    shapes_out = sorted(tuple(int(v) for v in d["shape"]) for d in model.outputs)
+    for spec in SPECS:
+        n = spec.num_boxes
+        if shapes_in == [(1, spec.input_size, spec.input_size, 3)] and shapes_out == [(1, n, 1), (1, n, NUM_COORDS)]:
+            return spec
+    raise ModelError(f"{model.path}: not a BlazeFace face detector (inputs {shapes_in}, outputs {shapes_out}; "
+                     f"expected models/face_detection_short_range.tflite or face_detection_full_range_sparse.tflite)")
 
 
 class FaceDetector:
-    """MediaPipe FaceDetector; ``mode="video"`` needs increasing timestamps (kept increasing here)."""
+    """BlazeFace (short or full range, told apart by the file's shapes) on LiteRT.
+
+    ``min_confidence`` None uses MediaPipe's threshold for the model (0.5 short, 0.6 full range).
+    ``mode`` is accepted for callers written for MediaPipe's video/image modes; both decode alike."""
 
     MIN_SIDE = 8  # smaller frames cannot hold a detectable face; skip the call
 
-    def __init__(self, model_path: str | Path, min_confidence: float = 0.5, max_faces: int = 8,
-                 mode: Literal["video", "image"] = "video"):
+    def __init__(self, model_path: str | Path, min_confidence: Optional[float] = 0.5, max_faces: int = 8,
+                 mode: Literal["video", "image"] = "video", threads: int = 1):
         path = Path(model_path)
-        data = _check_model_file(path)
-        vision, BaseOptions = _import_mediapipe_tasks()
-        opts = vision.FaceDetectorOptions(
-            base_options=BaseOptions(model_asset_buffer=data),
-            running_mode=vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE,
-            min_detection_confidence=float(min_confidence),
-        )
-        try:
-            self._det = vision.FaceDetector.create_from_options(opts)
-        except Exception as exc:
-            raise ModelError(f"{path}: MediaPipe cannot load this face detector ({exc})") from None
+        _check_model_file(path)
+        self._model: Optional[TFLiteModel] = TFLiteModel(path, threads=threads)
+        self.spec = _match_spec(self._model)
+        self._anchors = anchor_centres(self.spec)
+        self._box_out = next(i for i, d in enumerate(self._model.outputs) if int(d["shape"][-1]) == NUM_COORDS)
         self.path = path
         self.mode = mode
         self.max_faces = max_faces
-        self._last_ms = -1
+        self.min_confidence = self.spec.default_min_score if min_confidence is None else float(min_confidence)
 
     def detect(self, frame: np.ndarray, t: float = 0.0) -> list[Detection]:
-        """Faces in ``frame`` (best score first, at most ``max_faces``); ``t`` seconds, for video mode."""
-        import mediapipe as mp
-
+        """Faces in ``frame`` (best score first, at most ``max_faces``); ``t`` is unused (kept for callers)."""
+        if self._model is None:
+            raise RuntimeError("FaceDetector is closed")
         rgb = to_rgb(frame)
         h, w = rgb.shape[:2]
         if min(h, w) < self.MIN_SIDE:
             return []
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        if self.mode == "video":
-            ms = max(int(round(t * 1000.0)), self._last_ms + 1)
-            self._last_ms = ms
-            result = self._det.detect_for_video(image, ms)
-        else:
-            result = self._det.detect(image)
+        x, (x0, y0, side) = letterbox(rgb, self.spec.input_size)
+        outs = self._model.run(x)
+        raw_boxes, raw_scores = outs[self._box_out], outs[1 - self._box_out]
+        boxes, scores, kps = decode(self.spec, self._anchors, raw_boxes, raw_scores, self.min_confidence)
+        found = weighted_nms(boxes, scores, kps, self.spec.nms_iou, self.max_faces)
         out = []
-        for d in result.detections:
-            bb = d.bounding_box
-            score = float(d.categories[0].score) if d.categories else 0.0
-            kps = tuple((float(k.x) * w, float(k.y) * h) for k in (d.keypoints or ()))
-            out.append(Detection((float(bb.origin_x), float(bb.origin_y), float(bb.width), float(bb.height)), score, kps))
-        out.sort(key=lambda d: -d.score)
-        return out[: self.max_faces]
+        for box, score, kp in found:
+            bx0, by0 = x0 + box[0] * side, y0 + box[1] * side
+            bw, bh = (box[2] - box[0]) * side, (box[3] - box[1]) * side
+            pts = tuple((float(x0 + px * side), float(y0 + py * side)) for px, py in kp)
+            out.append(Detection((float(bx0), float(by0), float(bw), float(bh)), score, pts))
+        return out
 
     def close(self) -> None:
-        det, self._det = getattr(self, "_det", None), None
-        if det is not None:
-            det.close()
+        self._model = None
 
     def __enter__(self) -> "FaceDetector":
         return self

@@ -81,3 +81,56 @@ def test_real_face_in_every_channel_layout(av_samples):
     (d,) = det.detect(crop)
     assert abs(d.box[0] - 29) < 0.1 * w
     det.close()
+
+
+FULL = REPO / "models" / "face_detection_full_range_sparse.tflite"
+
+
+@pytest.mark.parametrize("wrong", ["face_emotion.tflite", "speech_emotion.tflite"])
+def test_an_emotion_model_given_as_detector_is_refused(wrong):
+    with pytest.raises(ModelError, match="not a BlazeFace face detector") as exc:
+        FaceDetector(REPO / "models" / wrong)
+    assert wrong in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_wrong_detector_file_from_the_command_line_exits_3(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    trunc = tmp_path / "trunc.tflite"
+    trunc.write_bytes(FULL.read_bytes()[:100_000])
+    for bad in (REPO / "models" / "face_emotion.tflite", trunc):
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(yaml.safe_dump({"face": {"detector_model": str(bad), "model": str(REPO / "models" / "face_emotion.tflite")},
+                                       "speech": {"enabled": False}, "mqtt": {"enabled": False}}))
+        p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli", "run", "-c", str(cfg), "--duration", "1"],
+                           capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ))
+        assert p.returncode == 3, p.stderr[-1500:]
+        assert "Traceback" not in p.stderr and bad.name in p.stderr
+        assert ("not a BlazeFace" in p.stderr) if bad.name == "face_emotion.tflite" else ("cannot load" in p.stderr)
+
+
+def test_full_range_finds_the_real_face_and_the_small_ones_short_range_misses(av_samples):
+    import av
+    import cv2
+
+    with av.open(str(av_samples / "clip03_face-happy_speech-happy.mp4")) as c:
+        frame = next(iter(c.decode(video=0))).to_ndarray(format="bgr24")
+    short, full = FaceDetector(DETECTOR), FaceDetector(FULL)
+    assert full.spec.name == "full_range" and short.spec.name == "short_range"
+    (a,), (b,) = short.detect(frame), full.detect(frame)
+    assert np.abs(np.array(a.box) - b.box).max() < 0.15 * a.box[2]  # the same face
+    # the head shrunk to a ~60 px face box in a 640x480 frame (a person about 3 m from a webcam)
+    x, y, w, h = map(int, a.box)
+    m = int(0.6 * w)
+    head = frame[max(0, y - m): y + h + m // 2, max(0, x - m): x + w + m]
+    small = cv2.resize(head, None, fx=60 / h, fy=60 / h, interpolation=cv2.INTER_AREA)
+    with av.open(str(av_samples / "clip19_face-none_speech-angry.mp4")) as c:  # a clip without a face
+        canvas = cv2.resize(next(iter(c.decode(video=0))).to_ndarray(format="bgr24"), (640, 480))
+    canvas[200: 200 + small.shape[0], 400: 400 + small.shape[1]] = small
+    (d,) = full.detect(canvas)
+    assert 400 < d.box[0] < 480 and 200 < d.box[1] < 280 and 40 < d.box[3] < 90, d
+    assert short.detect(canvas) == []
