@@ -25,8 +25,9 @@ from dsrter.edge import speech_features as sf_
 from dsrter.edge.labels import LABELS
 from dsrter.edge.model_io import TFLiteModel, sha256_file
 from dsrter.train.speech_data import build_windows, load_dataset
+from dsrter.train.speech_report import DEFAULT_LEVELS, expected_calibration_error, fit_temperature, gain_sweep, temperature_scale
 from dsrter.train.speech_train import (
-    baseline_reports,
+    BaselineModel,
     normalise_set,
     per_speaker,
     tflite_window_probs,
@@ -34,6 +35,11 @@ from dsrter.train.speech_train import (
 )
 
 log = logging.getLogger(__name__)
+
+# The voice-activity model every new card names (vendored beside the emotion models, MIT licence).
+VAD_SPEC = {"model": "silero_vad.onnx", "threshold": 0.5, "lookback_s": 0.125,
+            "source": "Silero VAD v6 (silero_vad_16k_op15.onnx from the silero-vad 6.2.3 wheel), MIT licence: "
+                      "silero_vad.LICENSE; run by onnxruntime on 32 ms chunks of the newest audio"}
 
 SPLIT_TEXT = {
     "ravdess": {"train": "actors 1-18", "val": "actors 19-20", "test": "actors 21-24"},
@@ -87,16 +93,21 @@ def _tensor_specs(m: TFLiteModel) -> tuple[list[dict], list[dict]]:
 
 
 def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 1) -> dict[str, float]:
-    """Median / p90 milliseconds for features and inference of one window on one thread."""
+    """Median / p90 milliseconds on one thread: the voice-activity model on one hop of new audio, and
+    features + inference of one window."""
     from dsrter.edge.speech_classifier import SpeechClassifier
 
     clf = SpeechClassifier(model_path, threads=1)
     clf.predict(audio_windows[0])  # warm up (openSMILE start, XNNPACK set-up)
+    vad = clf.make_vad()
+    hop = int(clf.hop_s * clf.sample_rate)
     feat, total, gate, cpu = [], [], [], []
     for _ in range(repeats):
-        for w in audio_windows:
+        for k, w in enumerate(audio_windows):
+            vad.reset()
+            vad.update(w[:-hop], 100.0 * k)  # the stream so far; then time one hop of new audio
             t0 = time.perf_counter()
-            clf.is_speech(w)
+            vad.update(w, 100.0 * k + hop / clf.sample_rate)
             t1 = time.perf_counter()
             clf.features(w)
             t2 = time.perf_counter()
@@ -113,7 +124,7 @@ def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int 
         load = [round(v, 2) for v in __import__("os").getloadavg()]
     except OSError:
         load = None
-    return {"windows": len(total), "vad_median_ms": ms(gate, 50), "features_median_ms": ms(feat, 50),
+    return {"windows": len(total), "vad_per_hop_median_ms": ms(gate, 50), "features_median_ms": ms(feat, 50),
             "gate_features_inference_median_ms": ms(total, 50), "gate_features_inference_p90_ms": ms(total, 90),
             "features_inference_cpu_median_ms": ms(cpu, 50), "threads": 1, "load_average": load,
             "note": "wall-clock on the training machine (x86, shared with other jobs at the time: see load_average); "
@@ -197,6 +208,8 @@ def convert_speech(
     command: str = "",
     bench: bool = True,
     baseline: bool = True,
+    levels: Sequence[str] = DEFAULT_LEVELS,
+    vad_model: str | Path = Path("models") / VAD_SPEC["model"],
 ) -> dict[str, Any]:
     """Convert, verify and write ``out`` (int8) + its card; returns the card."""
     from dsrter.train.speech_train import set_threads
@@ -237,10 +250,24 @@ def convert_speech(
     if any(np.dtype(d["dtype"]) != np.int8 for d in m_int8.inputs + m_int8.outputs):
         raise RuntimeError("int8 conversion left float input/output tensors")
 
+    if not (out.parent / VAD_SPEC["model"]).is_file():  # the card names it, so it travels with the model
+        import shutil
+
+        shutil.copy2(vad_model, out.parent / VAD_SPEC["model"])
     metrics: dict[str, Any] = {}
     baseline_rows: dict[str, Any] = {}
     agreement_test = None
     latency_windows: list[np.ndarray] = []
+    base = BaselineModel.fit(train_items, recipe, cache_dir, workers, seed) if baseline else None
+    # calibration: one temperature fitted on the validation windows of every corpus (never on test)
+    val_probs, val_labels = [], []
+    for ds in sets:
+        if ds.split("val"):
+            ws = build_windows(ds.split("val"), recipe, recipe["hop_s"], cache_dir=cache_dir, workers=workers)
+            val_probs.append(tflite_window_probs(m_int8, *normalise_set(ws, recipe, stats)))
+            val_labels.append(ws.labels)
+    temperature = fit_temperature(np.concatenate(val_probs), np.concatenate(val_labels)) if val_probs else 1.0
+    print(f"calibration: temperature {temperature:.3f} fitted on {sum(len(v) for v in val_labels)} validation windows")
     for path, ds in zip(data, sets):
         corpus = ds.items[0].corpus if ds.items else "custom"
         tag = Path(path).name or str(path)
@@ -264,15 +291,18 @@ def convert_speech(
                 "int8": {"window": _report_dict(rq["window"]), "clip": _report_dict(rq["clip"]),
                          "per_speaker_clip": per_speaker(rq["clip_probs"], rq["clip_has"], ws.items)},
                 "int8_float_top1_agreement_windows": agree,
+                "ece_window_int8": {"raw": round(expected_calibration_error(pq, ws.labels), 4),
+                                    "calibrated": round(expected_calibration_error(temperature_scale(pq, temperature),
+                                                                                   ws.labels), 4)},
             }
             print(f"{key}: windows {len(ws)}  int8/float top-1 agreement {100 * agree:.2f}%  "
                   f"UA window float {rf['window'].unweighted_accuracy:.4f} int8 {rq['window'].unweighted_accuracy:.4f}  "
                   f"UA clip float {rf['clip'].unweighted_accuracy:.4f} int8 {rq['clip'].unweighted_accuracy:.4f}")
             if split == "test":
                 agreement_test = agree if agreement_test is None else min(agreement_test, agree)
-                if baseline and ds.split("train"):
-                    b = baseline_reports(ds.split("train"), ws, recipe, cache_dir, workers, seed)
-                    baseline_rows[key] = {k: _report_dict(v) for k, v in b.items()}
+                if base is not None:
+                    b = base.reports(ws)
+                    baseline_rows[key] = {k: _report_dict(b[k]) for k in ("window", "clip")}
                 if not latency_windows:
                     from dsrter.train.speech_data import read_audio
 
@@ -282,6 +312,17 @@ def convert_speech(
                                                                             int(recipe["hop_s"] * recipe["sample_rate"]))]
 
     card = build_card(info, recipe, stats, m_int8, out, float_out, metrics, baseline_rows, command)
+    card["vad"] = dict(VAD_SPEC)
+    card["calibration"] = {"temperature": round(temperature, 4), "method": "temperature scaling of the int8 model's "
+                           "probabilities, fitted (NLL) on the validation windows of every corpus"}
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")  # the sweep reads the card
+    if levels:
+        for path, ds in zip(data, sets):
+            if ds.split("test"):
+                tag = Path(path).name or str(path)
+                card["metrics"][f"{tag}:test"]["gain_sweep"] = gain_sweep(out, ds.split("test"), cache_dir, levels, workers)
+                print(f"{tag}:test gain sweep clip UA: " + ", ".join(
+                    f"{k}: {v['clip_ua']:.4f}" for k, v in card["metrics"][f"{tag}:test"]["gain_sweep"].items()))
     card["conversion"]["int8_float_top1_agreement_test_windows"] = agreement_test
     card["conversion"]["ops"] = _ops(out)
     card["conversion"]["tensorflow"] = tf.__version__
@@ -382,10 +423,12 @@ def build_card(info, recipe, stats, m_int8: TFLiteModel, out: Path, float_out: P
             "data": info["data"],
             "splits": info["splits"],
             "protocol": "speaker-independent: RAVDESS actors 1-18 train, 19-20 validation (epoch selection), "
-                        "21-24 test; CREMA-D 1001-1060 / 1061-1066 / 1067-1076",
+                        "21-24 test; EmoDB speakers 03 08 09 10 12 13 / 14 15 / 11 16 (its manifest's split column); "
+                        "CREMA-D 1001-1060 / 1061-1066 / 1067-1076. Epochs selected on the mean over the corpora of "
+                        "(window UA + clip UA) / 2 on validation; corpora weighted by the square root of their size",
             "augmentation": f"{cfg['aug_copies']} corrupted copy/copies of every training clip (speed/pitch 0.9-1.1, "
-                            "synthetic reverberation RT60 0.15-0.6 s, white/pink/brown noise 0-25 dB SNR, gain -12..+6 "
-                            "dB) + SpecAugment time/frequency masks" if cfg["aug_copies"] else "SpecAugment masks only",
+                            "synthetic reverberation RT60 0.15-0.6 s, white/pink/brown noise 0-25 dB SNR, gain -35..+6 "
+                            "dB or peak normalisation, 16-bit rounding) + SpecAugment time/frequency masks" if cfg["aug_copies"] else "SpecAugment masks only",
             "selected_epoch": info["selected_epoch"],
             "epochs": cfg["epochs"],
             "validation": info.get("val"),
@@ -395,13 +438,14 @@ def build_card(info, recipe, stats, m_int8: TFLiteModel, out: Path, float_out: P
         "conversion": {"command": command},
         "metrics": metrics,
         "metrics_notes": "UA = unweighted accuracy (macro recall over the classes present), WA = accuracy; window = "
-                         "every speech window at hop_s, clip = windows averaged. Reproduce the int8 test rows with: "
-                         f"dsrter eval speech --data {info['data'][0]['data']} --model {out.as_posix()}",
+                         "every speech window at hop_s, clip = windows averaged; gain_sweep = clip UA with the test "
+                         "audio re-recorded at that gain (dB) or peak-normalised, 16-bit. Reproduce the int8 test rows "
+                         f"with: dsrter eval speech {data_args} --model {out.as_posix()}",
         "baseline": {"method": "eGeMAPS functionals + standardised logistic regression (C=0.1, balanced) fitted on "
-                               "the same training split; 'window' on the device windows, 'clip_functionals' on "
-                               "whole-clip functionals",
+                               "the same training split (every corpus's training speakers); 'window' on the device "
+                               "windows, 'clip' their mean per clip",
                      "rows": baseline_rows},
         "retrain_with_teacher": _teacher_commands(info, data_args, out),
-        "usage": "dsrter.edge.speech_classifier.SpeechClassifier(path).predict(window) after is_speech(window); or "
+        "usage": "dsrter.edge.speech_classifier.SpeechClassifier(path).predict(window) while make_vad() says speech; or "
                  "compute the inputs from recipe + normalisation and run the .tflite with any LiteRT interpreter",
     }

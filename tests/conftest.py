@@ -83,3 +83,11 @@ def av_samples(shared_data) -> Path:
     if not (p / "manifest.csv").is_file():
         pytest.skip("av-samples not present")
     return p
+
+
+@pytest.fixture(scope="session")
+def emodb_dir(shared_data) -> Path:
+    p = shared_data / "emodb"
+    if not (p / "manifest.csv").is_file():
+        pytest.skip("EmoDB not present")
+    return p

@@ -54,14 +54,35 @@ class DistillConfig(WindowSettings):
 # teacher
 
 
+class TeacherUnavailable(OSError):
+    """A hub teacher that cannot be fetched (no network, unknown id); the message says what to do."""
+
+
+def resolve_teacher(name: str | Path) -> Path:
+    """A local checkpoint folder as it is; a hub id such as ``facebook/wav2vec2-base`` downloaded (or taken
+    from the local hub cache) with huggingface_hub. Raises TeacherUnavailable with the reason otherwise."""
+    p = Path(name)
+    if p.exists() or str(name).startswith((".", "/", "~")) or str(name).count("/") != 1:
+        return p
+    from huggingface_hub import snapshot_download  # comes with transformers (train extra)
+
+    try:
+        return Path(snapshot_download(repo_id=str(name), allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt"]))
+    except Exception as exc:  # offline, blocked, or no such repository: one clear line, no traceback
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise TeacherUnavailable(
+            f"teacher {name!r}: cannot fetch it from the Hugging Face hub ({type(exc).__name__}: {reason}); "
+            "on a machine without the hub, download the checkpoint elsewhere and pass its local folder") from None
+
+
 class Teacher:
-    """A local HF speech encoder giving one embedding per 16 kHz window."""
+    """A HF speech encoder (local folder or hub id) giving one embedding per 16 kHz window."""
 
     def __init__(self, folder: str | Path, layer: str = "mean", threads: int = 1):
         import torch
         from transformers import AutoConfig, AutoModel
 
-        self.folder = Path(folder)
+        self.folder = resolve_teacher(folder)
         if not (self.folder / "config.json").is_file():
             raise FileNotFoundError(f"{self.folder}: not a Hugging Face checkpoint folder (no config.json)")
         torch.set_num_threads(threads)

@@ -10,12 +10,13 @@ DESCRIPTION = (
     "Extract the teacher's utterance embeddings for every clean training window, reduce them with PCA and train a "
     "small Keras 1D-CNN on the device's log-mel features to reproduce them. Writes OUT/student.keras + "
     "OUT/student.json; use it with `dsrter train speech --student OUT` (or pass --teacher to train speech directly). "
-    "Nothing is downloaded: --teacher is a local folder with config.json and the weights."
+    "--teacher is a local folder with config.json and the weights, or a hub id that is downloaded where the hub "
+    "can be reached (a clear error says so where it cannot)."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", required=True, metavar="DIR", help="local Hugging Face checkpoint folder")
+    p.add_argument("--teacher", required=True, metavar="DIR", help="local Hugging Face checkpoint folder, or a hub id (e.g. facebook/wav2vec2-base) where the hub can be reached")
     p.add_argument("--data", action="append", required=True, metavar="PATH",
                    help="dataset folder or manifest (repeat to combine corpora); its training split is used")
     p.add_argument("--out", default="runs/speech/student", help="output folder")

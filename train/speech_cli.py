@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         info = train_speech(cfg)
-    except (SpeechDataError, ValueError, FileNotFoundError) as exc:
+    except (SpeechDataError, ValueError, OSError) as exc:
         logging.getLogger(__name__).error("%s", exc)
         return 2
     if info.get("val"):
