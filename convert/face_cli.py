@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     require_train_extra()
     from dsrter.convert.face_convert import DEFAULT_CROP, convert_face, write_card
-    from dsrter.train.face_eval import evaluate_face
+    from dsrter.train.face_eval import evaluate_face, face_card_metrics
 
     missing = [c for c in args.checkpoint if not Path(c).is_file()]
     if missing:
@@ -48,11 +48,10 @@ def main(args: argparse.Namespace) -> int:
                         mirror=args.mirror)
     write_card(card, out / "face_emotion.json")
     if not args.no_eval:
-        rows, split, n = evaluate_face(args.data, [out / "face_emotion.tflite", out / "face_emotion_float.tflite"])
-        card["metrics"] = {"split": split, "n": n, "rows": [r.to_dict() for r in rows],
-                           "reproduce": f"dsrter eval face --data {args.data}"}
+        ev = evaluate_face(args.data, [out / "face_emotion.tflite", out / "face_emotion_float.tflite"])
+        card["metrics"] = face_card_metrics(ev)
         write_card(card, out / "face_emotion.json")
-        for r in rows:
+        for r in ev.results:
             print(f"{r.name:<28} acc {r.report.accuracy:.4f}  macro F1 {r.report.macro_f1:.4f}  {r.ms_per_face:.3f} ms/face")
     print(json.dumps(card["verification"], indent=2))
     print("command:", " ".join(shlex.quote(a) for a in sys.argv))

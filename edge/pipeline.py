@@ -123,7 +123,7 @@ class FramePipeline:
         if self.frames % self.detect_every == 0:
             dets = self.detector.detect(frame.image, frame.t)
             timer.lap("detect")
-            tracks = self.tracker.update(dets)
+            tracks = self.tracker.update(dets, gray)
         else:
             tracks = self.tracker.predict()
         timer.lap("track")

@@ -1,5 +1,6 @@
 """The shipped face model: loadable from its card alone, within the size target, and its card's
-PrivateTest numbers reproduced by the evaluation command's code."""
+figures (original and FER+ labels, de-duplicated, under camera corruptions) reproduced by the
+evaluation command's code and stated in the README."""
 
 import json
 from pathlib import Path
@@ -29,19 +30,59 @@ def test_card_describes_the_file():
     assert card["verification"]["int8_vs_float_top1_agreement_privatetest"] >= 0.98
 
 
-def test_card_metrics_reproduce(fer_npz):
+@pytest.fixture(scope="module")
+def evaluation(fer_npz):
+    """`dsrter eval face`'s own code on the shipped files: every set, corruptions for int8 and the peer."""
     from dsrter.train.face_eval import evaluate_face
 
-    card = json.loads((MODELS / "face_emotion.json").read_text())
-    rows, split, n = evaluate_face(fer_npz, [MODEL, MODELS / "face_emotion_float.tflite"], peer=True)
-    assert split == "PrivateTest" and n == card["metrics"]["n"] == 3589
-    by_name = {r["name"]: r for r in card["metrics"]["rows"]}
-    for row in rows:
+    return evaluate_face(fer_npz, [MODEL, MODELS / "face_emotion_float.tflite"], peer=True, corruptions="first")
+
+
+def test_card_metrics_reproduce(evaluation):
+    card = json.loads((MODELS / "face_emotion.json").read_text())["metrics"]
+    assert evaluation.split == card["split"] == "PrivateTest" and evaluation.n == card["n"] == 3589
+    by_name = {r["name"]: r for r in card["rows"]}
+    for row in evaluation.results:
         ref = by_name[row.name]
         assert row.report.confusion.tolist() == ref["confusion_matrix"], row.name
         assert row.report.accuracy == pytest.approx(ref["accuracy"])
-    peer = next(r for r in rows if "peer" in r.name)
+    peer = evaluation.peer
     assert peer.report.accuracy == pytest.approx(0.659, abs=0.002)  # the dataset README's figure
+
+
+def test_card_set_and_corruption_figures_reproduce(evaluation):
+    """The card's FER+ / de-duplicated / corruption figures are what eval computes now (the card cannot drift)."""
+    from dsrter.train.face_eval import face_card_metrics
+
+    card = json.loads((MODELS / "face_emotion.json").read_text())["metrics"]
+    now = face_card_metrics(evaluation)
+    # counts fixed by the data (dataset README and issue 16)
+    assert {k: v["n"] for k, v in now["sets"].items()} == {
+        "fer2013": 3589, "ferplus": 3136, "fer2013_dedup": 3301, "ferplus_dedup": 2879}
+    assert now["duplicates_of_training"] == 288
+    assert {k: v["n"] for k, v in card["sets"].items()} == {k: v["n"] for k, v in now["sets"].items()}
+    assert card["duplicates_of_training"] == now["duplicates_of_training"]
+    assert set(card["accuracy"]) == set(now["accuracy"])
+    for model, accs in now["accuracy"].items():
+        assert card["accuracy"][model] == pytest.approx(accs), model
+    assert now["accuracy"]["fer mini-Xception (peer)"]["ferplus"] == pytest.approx(0.674, abs=0.002)  # issue 16's figure
+    cc, nc = card["corruptions"], now["corruptions"]
+    assert (cc["set"], cc["n"], cc["seed"], cc["list"]) == (nc["set"], nc["n"], nc["seed"], nc["list"]) == (
+        "ferplus", 3136, 0, nc["list"])
+    assert set(cc["accuracy"]) == set(nc["accuracy"]) == {"dsrter int8 +flip", "fer mini-Xception (peer)"}
+    for model, accs in nc["accuracy"].items():
+        assert cc["accuracy"][model] == pytest.approx(accs), model
+        assert accs["mean_drop"] == pytest.approx(accs["clean"] - accs["mean"])
+
+
+def test_readme_states_the_card_figures():
+    """The README's face figures for the shipped int8 model are the card's, rounded to 3 places."""
+    card = json.loads((MODELS / "face_emotion.json").read_text())["metrics"]
+    readme = (MODELS.parent / "README.md").read_text()
+    ours = next(name for name in card["accuracy"] if name.startswith("dsrter int8"))
+    stated = {**card["accuracy"][ours], "corruption mean drop": card["corruptions"]["accuracy"][ours]["mean_drop"]}
+    missing = {k: f"{v:.3f}" for k, v in stated.items() if f"{v:.3f}" not in readme}
+    assert not missing, f"README does not state these card figures: {missing}"
 
 
 def test_classifier_runs_from_the_card_on_a_frame():

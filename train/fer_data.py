@@ -28,6 +28,7 @@ class FerData:
     labels: np.ndarray  # int64 (N,)
     usage: np.ndarray  # int64 (N,), codes into USAGE_NAMES
     source: str
+    notes: tuple[str, ...] = ()  # how the source was read where that was not plain (converted pixels, no split)
 
     def split(self, code: int) -> tuple[np.ndarray, np.ndarray]:
         mask = self.usage == code
@@ -59,7 +60,8 @@ def _load_npz(p: Path) -> FerData:
             images = np.asarray(d["images"])
             labels = np.asarray(d["labels"]).astype(np.int64)
             # Without a usage array every image is treated as evaluation data.
-            usage = np.asarray(d["usage"]).astype(np.int64) if "usage" in d else np.full(len(labels), PRIVATE_TEST)
+            has_usage = "usage" in d
+            usage = np.asarray(d["usage"]).astype(np.int64) if has_usage else np.full(len(labels), PRIVATE_TEST)
     except FerDataError:
         raise
     except Exception as exc:  # zipfile/npy errors
@@ -69,7 +71,32 @@ def _load_npz(p: Path) -> FerData:
     if len(labels) != len(images) or len(usage) != len(images):
         raise FerDataError(f"{p}: images/labels/usage lengths differ ({len(images)}/{len(labels)}/{len(usage)})")
     _check_labels(labels, str(p))
-    return FerData(images.astype(np.uint8), labels, usage, str(p))
+    pixels, note = _as_pixels(images, str(p))
+    notes = (note,) if note else ()
+    if not has_usage:
+        notes += (f"{p} has no 'usage' array: all {len(labels)} images are treated as test images",)
+    return FerData(pixels, labels, usage, str(p), notes)
+
+
+def _as_pixels(images: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    """uint8 grey levels; floats in [0, 1] are scaled by 255 (said in the returned note), other ranges refused."""
+    if images.dtype == np.uint8:
+        return images, ""
+    if images.dtype == np.bool_ or not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise FerDataError(f"{where}: 'images' must be numbers (uint8 0-255 or float 0-1), got dtype {images.dtype}")
+    if images.size == 0:
+        return images.astype(np.uint8), ""
+    if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+        raise FerDataError(f"{where}: 'images' contain NaN or infinite values")
+    lo, hi = float(images.min()), float(images.max())
+    if np.issubdtype(images.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        note = f"{where}: float images in [0, 1] converted to grey levels 0-255 (x 255, rounded)"
+        return np.rint(images.astype(np.float64) * 255.0).astype(np.uint8), note
+    if lo < 0 or hi > 255:
+        raise FerDataError(f"{where}: 'images' must be grey levels 0-255 (or floats 0-1), found {lo:g}..{hi:g}")
+    if np.issubdtype(images.dtype, np.floating) and not np.array_equal(images, np.rint(images)):
+        raise FerDataError(f"{where}: float 'images' in 0-255 with fractions; expected uint8 0-255 or floats 0-1")
+    return images.astype(np.uint8), ""
 
 
 def _load_csv(p: Path) -> FerData:

@@ -60,3 +60,26 @@ def plot_history(history: Sequence[dict], keys: Sequence[str], path: str | Path,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_corruptions(series: dict[str, dict[str, float]], names: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Grouped bars: accuracy per corruption (plus clean and mean) for each model in ``series``."""
+    plt = _plt()
+    cols = ["clean", *names, "mean"]
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2, 4.2))
+    width = 0.8 / max(len(series), 1)
+    for i, (model, acc) in enumerate(series.items()):
+        xs = np.arange(len(cols)) + (i - (len(series) - 1) / 2) * width
+        ax.bar(xs, [acc.get(c, np.nan) for c in cols], width, label=model)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
