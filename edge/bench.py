@@ -430,6 +430,20 @@ class TimedSpeech:
         self.gate_ms.append((time.perf_counter() - t) * 1e3)
         return r
 
+    def make_vad(self):
+        """The classifier's voice-activity detector, each update timed into ``gate_ms``."""
+        vad = self.clf.make_vad()
+        update = vad.update
+
+        def timed(audio, end_t):
+            t = time.perf_counter()
+            r = update(audio, end_t)
+            self.gate_ms.append((time.perf_counter() - t) * 1e3)
+            return r
+
+        vad.update = timed
+        return vad
+
     def predict(self, audio):
         t = time.perf_counter()
         p = self.clf.predict(audio)
