@@ -633,7 +633,7 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
         from dsrter.edge.speech_classifier import SpeechClassifier
 
         speech = TimedSpeech(SpeechClassifier(models.speech, threads=cfg.speech.threads,
-                                              vad_threshold=cfg.speech.vad_threshold))
+                                              vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability))
     capture_epoch = [time.time()]
     feed = FrameFeed(clips, mosaic)
     pipe = FramePipeline.from_config(bcfg, bus, det, clf, attributor=Attributor(LipMotion()),

@@ -76,7 +76,8 @@ class SpeechConfig(_Strict):
     enabled: bool = True
     model: Path = Path("models/speech_emotion.tflite")
     hop_s: float = Field(0.5, gt=0, le=10, description="step between analysed windows")
-    vad_threshold: Optional[float] = Field(None, description="null = the model card's threshold")
+    vad_threshold: Optional[float] = Field(None, description="energy gate in dBFS, for cards without a voice-activity model; null = the card's")
+    vad_probability: Optional[float] = Field(None, gt=0, lt=1, description="Silero VAD speech probability threshold; null = the card's (0.5)")
     threads: int = Field(1, ge=1, le=16, description="LiteRT interpreter threads for the speech model")
     smoothing: SmoothingConfig = SmoothingConfig(alpha=0.5, hysteresis=0.05, min_hold=1)
 

@@ -76,7 +76,7 @@ def load_models(cfg: Config, detector_mode: str = "video") -> Models:
 
         try:
             m.speech = SpeechClassifier(cfg.speech.model, threads=cfg.speech.threads,
-                                        vad_threshold=cfg.speech.vad_threshold)
+                                        vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability)
         except ModelError:
             m.close()
             raise
