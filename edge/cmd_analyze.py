@@ -19,17 +19,18 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", type=Path, help="video file (any format FFmpeg reads); its audio track is analysed too")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("-c", "--config", default="config.yaml", help="YAML config (models, smoothing, fusion)")
+    p.add_argument("-c", "--config", default=None, help="YAML config (models, smoothing, fusion); default: "
+                   "$DSRTER_CONFIG, else ./config.yaml, else /etc/dsrter/config.yaml, else the packaged default")
     p.add_argument("--no-video", action="store_true", help="skip the annotated video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    from dsrter.edge.config import ConfigError, load_config
+    from dsrter.edge.config import ConfigError, load_found_config
     from dsrter.edge.logsetup import setup_logging
 
     try:
-        cfg = load_config(args.config)
+        cfg, _, _ = load_found_config(args.config)
     except ConfigError as exc:
         print(f"dsrter analyze: config error: {exc}", file=sys.stderr)
         return 2
