@@ -53,7 +53,15 @@ def _version(path: Path) -> str:
 
 
 def load_models(cfg: Config, detector_mode: str = "video") -> Models:
-    """Load the detector and the face and speech classifiers the config enables; raises ModelError."""
+    """Load the detector and the face and speech classifiers the config enables; raises ModelError.
+    Native libraries' loading chatter goes to the DEBUG log (native_log)."""
+    from dsrter.edge.native_log import native_stderr_to_debug
+
+    with native_stderr_to_debug():
+        return _load_models(cfg, detector_mode)
+
+
+def _load_models(cfg: Config, detector_mode: str) -> Models:
     from dsrter.edge.face_classifier import FaceClassifier
     from dsrter.edge.face_detector import FaceDetector
 
@@ -380,7 +388,10 @@ class Daemon:
             except Exception:
                 log.exception("stopping the %s sink failed", name)
         self.stats.close()
-        self.models.close()
+        from dsrter.edge.native_log import native_stderr_to_debug
+
+        with native_stderr_to_debug():  # LiteRT logs its tear-down
+            self.models.close()
 
     def run(self) -> int:
         from dsrter.edge.fusion import Attributor, LipMotion
