@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from dsrter.edge.config import Config
 from dsrter.edge.events import EventBus
@@ -52,7 +52,7 @@ def _version(path: Path) -> str:
     return str(v) if v else sha256_file(path)[:12]
 
 
-def load_models(cfg: Config, detector_mode: str = "video") -> Models:
+def load_models(cfg: Config, detector_mode: Literal["video", "image"] = "video") -> Models:
     """Load the detector and the face and speech classifiers the config enables; raises ModelError.
     Native libraries' loading chatter goes to the DEBUG log (native_log)."""
     from dsrter.edge.native_log import native_stderr_to_debug
@@ -61,7 +61,7 @@ def load_models(cfg: Config, detector_mode: str = "video") -> Models:
         return _load_models(cfg, detector_mode)
 
 
-def _load_models(cfg: Config, detector_mode: str) -> Models:
+def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Models:
     from dsrter.edge.face_classifier import FaceClassifier
     from dsrter.edge.face_detector import FaceDetector
 
@@ -249,10 +249,10 @@ class Daemon:
         if self.cfg.events_file.enabled and importlib.util.find_spec("dsrter.edge.jsonl_sink") is not None:
             from dsrter.edge.jsonl_sink import JsonlSink
 
-            sink = JsonlSink(self.cfg.events_file, self.bus, device=self.cfg.device_id,
-                             model_versions=self.models.versions)
-            sink.start()
-            self.sinks.append(("events file", sink))
+            jsink = JsonlSink(self.cfg.events_file, self.bus, device=self.cfg.device_id,
+                              model_versions=self.models.versions)
+            jsink.start()
+            self.sinks.append(("events file", jsink))
 
     def _stats_snapshot(self) -> dict:
         snap = self.stats.snapshot()

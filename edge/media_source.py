@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class MediaFileSource:
         self.duration: Optional[float] = None  # seconds from the container start, when known
         self.loop_period: Optional[float] = None  # clip length used to offset looped playback
         self._container = None
-        self._frames: Optional[Iterator[tuple[float, object]]] = None
+        self._frames: Optional[Iterator[tuple[float, Any]]] = None
         self._pending: Optional[Frame] = None
         self._index = 0
         self._loop_offset = 0.0
@@ -187,7 +187,7 @@ class MediaFileSource:
         if self._bad_packets:
             log.warning("%s: %d video packets could not be decoded", self.path.name, self._bad_packets)
 
-    def _decode(self, container) -> Iterator[tuple[float, object]]:
+    def _decode(self, container) -> Iterator[tuple[float, Any]]:
         import av
 
         vs = container.streams.video[0]

@@ -39,8 +39,7 @@ def shipped_model(relative: Path) -> Optional[Path]:
     return None
 
 
-def find_config(given: Optional[str | Path], env: Optional[Mapping[str, str]] = None,
-                cwd: Optional[Path] = None) -> tuple[Path, str]:
+def find_config(given: Optional[str | Path], env: Optional[Mapping[str, str]] = None, cwd: Optional[Path] = None) -> tuple[Path, str]:
     """The config file to load and how it was chosen (``-c``, ``$DSRTER_CONFIG``, ``./config.yaml``,
     ``/etc/dsrter/config.yaml`` or ``packaged default``). A file named by ``-c`` or the environment
     is returned even if missing, so the loader reports it; the search only picks existing files."""
