@@ -40,6 +40,14 @@ def main(args: argparse.Namespace) -> int:
     if not args.clip.is_file():
         print(f"dsrter analyze: {args.clip}: no such file", file=sys.stderr)
         return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"dsrter analyze: --out {args.out}: exists and is not a folder", file=sys.stderr)
+        return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"dsrter analyze: --out {args.out}: cannot create the folder: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     from dsrter.edge.analyze import analyze_clip
     from dsrter.edge.daemon import load_models
     from dsrter.edge.media_source import MediaError
@@ -59,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         models.close()
     a = summary["analysis"]
+    for w in a["warnings"]:
+        print(f"dsrter analyze: warning: {w}", file=sys.stderr)
     faces = ", ".join(f"#{k} {v['dominant']}" for k, v in summary["faces"].items()) or "none"
     sp = summary["speech"]
     speech = f"{sp['dominant']} ({sp.get('speaking_s', 0):.1f} s speaking)" if sp.get("dominant") else "no speech"

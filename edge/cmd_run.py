@@ -42,7 +42,30 @@ def main(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print("dsrter run: --duration must be > 0", file=sys.stderr)
         return 2
+    problem = _unplayable_camera_file(cfg)
+    if problem:
+        print(f"dsrter run: camera: {problem}", file=sys.stderr)
+        return 2
     from dsrter.edge.daemon import run_daemon
 
     logging.getLogger("dsrter.daemon").info("config %s (%s), device_id %s", path, how, cfg.device_id)
     return run_daemon(cfg, args.duration)
+
+
+def _unplayable_camera_file(cfg) -> str | None:
+    """Why ``camera.device``, when it names a media file, cannot be played; None if it can (or is a
+    device: a missing or unplugged camera is retried, but a file that cannot be opened is a mistake)."""
+    from dsrter.edge.frames import is_live_device
+
+    if not cfg.camera.enabled or is_live_device(cfg.camera.device):
+        return None
+    from dsrter.edge.media_source import MediaError, MediaFileSource
+
+    probe = MediaFileSource(cfg.camera.device, realtime=False)
+    try:
+        probe.open()
+    except MediaError as exc:
+        return str(exc)
+    finally:
+        probe.close()
+    return None

@@ -40,8 +40,11 @@ class Models:
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        from dsrter.edge.native_log import native_stderr_to_debug
+
         if self.detector is not None:
-            self.detector.close()
+            with native_stderr_to_debug():  # LiteRT logs its tear-down
+                self.detector.close()
 
 
 def _version(path: Path) -> str:
@@ -388,10 +391,7 @@ class Daemon:
             except Exception:
                 log.exception("stopping the %s sink failed", name)
         self.stats.close()
-        from dsrter.edge.native_log import native_stderr_to_debug
-
-        with native_stderr_to_debug():  # LiteRT logs its tear-down
-            self.models.close()
+        self.models.close()
 
     def run(self) -> int:
         from dsrter.edge.fusion import Attributor, LipMotion
