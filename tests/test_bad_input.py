@@ -16,8 +16,7 @@ SHIPPED = all((REPO / "models" / f).is_file() for f in ("face_emotion.tflite", "
 
 def dsrter(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DSRTER_CONFIG"}
-    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli", *args], cwd=cwd, env=env, timeout=timeout,
-                          capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli", *args], cwd=cwd, env=env, timeout=timeout, capture_output=True, text=True, check=False)
 
 
 def one_clear_line(r: subprocess.CompletedProcess, *needles: str) -> str:
