@@ -105,7 +105,8 @@ FORMAT_CHECKED=(
   edge/notify.py edge/resources.py edge/smoothing.py
   tests/conftest.py tests/face_fixtures.py tests/test_face_data.py tests/test_face_shipped.py tests/test_jsonl_sink.py
   tests/test_metrics.py tests/test_mqtt_broker.py tests/test_mqtt_spool.py tests/test_pipeline.py tests/test_smoothing.py
-  tests/test_speech_features.py tests/test_speech_train.py tests/test_tracker.py
+  tests/test_speech_features.py tests/test_speech_train.py tests/test_tracker.py tests/test_bad_input.py
+  tests/test_config_discovery.py
   train/__init__.py train/cli.py train/cli_eval.py train/face_corruptions.py train/face_crop_calibration.py
   train/face_model.py train/fer_data.py train/metrics.py
 )
