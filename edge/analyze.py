@@ -128,6 +128,10 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Any, video: boo
         src.close()
     wall = time.monotonic() - t_wall
     summary = recorder.write(out_dir, title=clip.name)
+    warnings = [f"{clip.name}: {p}" for p in src.problems + audio.problems]
+    if worker is not None and models.speech is not None and summary["events"]["speech"] == 0:
+        warnings.append(f"{clip.name}: speech not analysed: the clip ({src.clip_time():.2f} s) is shorter than "
+                        f"half a speech window ({models.speech.window_s:g} s)")
     summary["analysis"] = {
         "clip": clip.name, "duration_s": round(src.duration or 0.0, 3), "video_fps": round(src.fps, 3),
         "frames": frames, "dropped_frames": pipeline.dropped, "wall_s": round(wall, 3),
@@ -136,7 +140,7 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Any, video: boo
         "stage_ms": book.timings(), "has_audio": bool(audio.has_audio),
         "speech_windows": worker.windows if worker else 0, "speech_window_s": models.speech.window_s if models.speech else None,
         "speech_hop_s": worker.analyser.hop_s if worker else None, "speech_tick_s": hop or None, "tracks": book.tracks(), "speech_attribution": book.speech_attribution(),
-        "models": models.versions,
+        "models": models.versions, "warnings": warnings,
         "outputs": sorted(p.name for p in out_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -287,7 +287,7 @@ class MicSource:
                     if self._was_ok:
                         self._reporter.set("reopening", "microphone lost; retrying", error=err)
                     else:
-                        self._reporter.set("missing", "no microphone; face-only until one appears", error=err)
+                        self._reporter.set("missing", "no microphone; no speech analysis until one appears", error=err)
                     self._first_attempt.set()
                     self._stop.wait(backoff.next_delay())
                     continue

@@ -366,7 +366,7 @@ def count_macs(model_path: Path) -> dict[str, Any]:
         t = time.perf_counter()
         model.invoke()
         times.append((time.perf_counter() - t) * 1e3)
-    kind = max(by_type, key=by_type.get) if by_type else "float32"
+    kind = max(by_type, key=lambda k: by_type[k]) if by_type else "float32"
     return {"macs": int(macs), "other_elements": int(other), "arithmetic": kind,
             "invoke_ms_here": round(min(times[10:]), 4), "invoke_ms_here_p50": round(pct(times[10:], 50) or 0.0, 4)}
 
@@ -669,7 +669,7 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
                 if speech is not None:
                     for lst in (speech.gate_ms, speech.features_ms, speech.classify_ms):
                         lst.clear()
-                    windows0 = worker.windows
+                    windows0 = worker.windows if worker is not None else 0
                 if sink is not None:
                     # attached only now, so each stream's first message comes from a measured frame
                     sink.start()
@@ -737,7 +737,7 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
         out["speech"] = {"windows": windows, "classified": len(speech.features_ms),
                          "gate_ms": summary(speech.gate_ms), "features_ms": summary(speech.features_ms),
                          "classify_ms": summary(speech.classify_ms)}
-    if probe is not None:
+    if probe is not None and sink is not None:
         out["capture_to_mqtt_ms"] = summary(probe.latencies_ms)
         out["capture_to_mqtt_by_kind"] = {k: summary(v) for k, v in probe.by_kind.items()}
         out["mqtt"] = {"delivered": sink.delivered, "dropped": sink.dropped, "pending_at_stop": sink.pending,
@@ -1195,7 +1195,7 @@ def format_report(rep: dict[str, Any]) -> str:
         prev_ours = prev_peer = None
         for name, r in cols:
             if r is None:
-                v = ratio(ratio_of(prev_ours), ratio_of(prev_peer)) if ratio_of and prev_ours and prev_peer else None
+                v: Optional[float] = ratio(ratio_of(prev_ours), ratio_of(prev_peer)) if ratio_of and prev_ours and prev_peer else None
                 cells.append(_f(v, 2) if v is not None else "-")
                 continue
             if name.startswith("ours"):

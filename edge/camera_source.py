@@ -65,7 +65,7 @@ def opencv_capture(device: Union[int, str], cfg: CameraConfig) -> Capture:
         cap.release()
         raise OSError(f"cannot open camera {dev!r}")
     if cfg.fourcc:
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*cfg.fourcc))
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*cfg.fourcc))
     cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)
     cap.set(cv2.CAP_PROP_FPS, cfg.fps)
@@ -200,7 +200,7 @@ class CameraSource:
                 ok, image = False, None
                 error = f"{type(exc).__name__}: {exc}"
             now = self._clock()
-            if ok and image is not None and getattr(image, "size", 0):
+            if ok and image is not None and image.size > 0:
                 if not got_any:
                     got_any = True
                     h, w = image.shape[:2]

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from dsrter.edge.logsetup import setup_logging
+from dsrter.edge.native_log import quiet_env
 
 # name -> module; order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_env()  # before any native library loads: their own log levels
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or "INFO")
     try:

@@ -19,17 +19,18 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", type=Path, help="video file (any format FFmpeg reads); its audio track is analysed too")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("-c", "--config", default="config.yaml", help="YAML config (models, smoothing, fusion)")
+    p.add_argument("-c", "--config", default=None, help="YAML config (models, smoothing, fusion); default: "
+                   "$DSRTER_CONFIG, else ./config.yaml, else /etc/dsrter/config.yaml, else the packaged default")
     p.add_argument("--no-video", action="store_true", help="skip the annotated video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    from dsrter.edge.config import ConfigError, load_config
+    from dsrter.edge.config import ConfigError, load_found_config
     from dsrter.edge.logsetup import setup_logging
 
     try:
-        cfg = load_config(args.config)
+        cfg, _, _ = load_found_config(args.config)
     except ConfigError as exc:
         print(f"dsrter analyze: config error: {exc}", file=sys.stderr)
         return 2
@@ -38,6 +39,14 @@ def main(args: argparse.Namespace) -> int:
     log = logging.getLogger("dsrter.analyze")
     if not args.clip.is_file():
         print(f"dsrter analyze: {args.clip}: no such file", file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"dsrter analyze: --out {args.out}: exists and is not a folder", file=sys.stderr)
+        return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"dsrter analyze: --out {args.out}: cannot create the folder: {exc.strerror or exc}", file=sys.stderr)
         return 2
     from dsrter.edge.analyze import analyze_clip
     from dsrter.edge.daemon import load_models
@@ -58,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         models.close()
     a = summary["analysis"]
+    for w in a["warnings"]:
+        print(f"dsrter analyze: warning: {w}", file=sys.stderr)
     faces = ", ".join(f"#{k} {v['dominant']}" for k, v in summary["faces"].items()) or "none"
     sp = summary["speech"]
     speech = f"{sp['dominant']} ({sp.get('speaking_s', 0):.1f} s speaking)" if sp.get("dominant") else "no speech"

@@ -15,7 +15,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default="config.yaml", help="YAML config file")
+    p.add_argument("-c", "--config", default=None, help="YAML config file; default: $DSRTER_CONFIG, else ./config.yaml, "
+                   "else /etc/dsrter/config.yaml, else the packaged default")
     p.add_argument("--camera", metavar="DEVICE_OR_FILE", default=None,
                    help="override camera.device: a V4L2 index (0), /dev/videoN, or a media file played in real time")
     p.add_argument("--overlay", metavar="BACKEND", default=None, choices=["none", "window", "framebuffer", "video"],
@@ -24,11 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from dsrter.edge.config import ConfigError, load_config
+    from dsrter.edge.config import ConfigError, load_found_config
     from dsrter.edge.logsetup import setup_logging
 
     try:
-        cfg = load_config(args.config)
+        cfg, path, how = load_found_config(args.config)
         if args.camera is not None:
             cfg.camera.device = int(args.camera) if args.camera.strip().isdigit() else args.camera
         if args.overlay is not None:
@@ -41,7 +42,30 @@ def main(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         print("dsrter run: --duration must be > 0", file=sys.stderr)
         return 2
+    problem = _unplayable_camera_file(cfg)
+    if problem:
+        print(f"dsrter run: camera: {problem}", file=sys.stderr)
+        return 2
     from dsrter.edge.daemon import run_daemon
 
-    logging.getLogger("dsrter.daemon").info("config %s, device_id %s", args.config, cfg.device_id)
+    logging.getLogger("dsrter.daemon").info("config %s (%s), device_id %s", path, how, cfg.device_id)
     return run_daemon(cfg, args.duration)
+
+
+def _unplayable_camera_file(cfg) -> str | None:
+    """Why ``camera.device``, when it names a media file, cannot be played; None if it can (or is a
+    device: a missing or unplugged camera is retried, but a file that cannot be opened is a mistake)."""
+    from dsrter.edge.frames import is_live_device
+
+    if not cfg.camera.enabled or is_live_device(cfg.camera.device):
+        return None
+    from dsrter.edge.media_source import MediaError, MediaFileSource
+
+    probe = MediaFileSource(cfg.camera.device, realtime=False)
+    try:
+        probe.open()
+    except MediaError as exc:
+        return str(exc)
+    finally:
+        probe.close()
+    return None

@@ -1,7 +1,8 @@
 """The one validated configuration model, loaded from YAML with environment overrides.
 
 Relative paths in the file are resolved against the folder of the config file, so the
-repository's ``config.yaml`` finds ``models/`` wherever the checkout lives.
+repository's ``config.yaml`` finds ``models/`` wherever the checkout lives; a relative model path
+that is not there resolves to the model shipped with the package (edge/resources.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dsrter.edge.resources import find_config, shipped_model
 
 
 class ConfigError(ValueError):
@@ -199,6 +202,10 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Model paths that fall back to the shipped models when the config's folder does not have them.
+_MODEL_KEYS: tuple[tuple[str, ...], ...] = (("face", "model"), ("face", "detector_model"), ("speech", "model"))
+
+
 def _format_errors(source: str, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
@@ -236,7 +243,10 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             node = getattr(node, k)
         value = getattr(node, keys[-1])
         if value is not None and not Path(value).is_absolute():
-            setattr(node, keys[-1], (base / value))
+            resolved = base / value
+            if keys in _MODEL_KEYS and not resolved.exists():
+                resolved = shipped_model(Path(value)) or resolved  # then the models shipped with the package
+            setattr(node, keys[-1], resolved)
     device = cfg.camera.device
     if isinstance(device, str) and not device.startswith("/dev/") and not Path(device).is_absolute():
         if (base / device).exists():
@@ -264,9 +274,19 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{p}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
     return parse_config(data, source=str(p), base_dir=p.resolve().parent, env=env)
+
+
+def load_found_config(given: str | Path | None, env: dict[str, str] | None = None) -> tuple[Config, Path, str]:
+    """Find the config as services do (see resources.find_config), load it; (config, file, how found)."""
+    path, how = find_config(given, os.environ if env is None else env)
+    return load_config(path, env), path, how

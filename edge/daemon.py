@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from dsrter.edge.config import Config
 from dsrter.edge.events import EventBus
@@ -40,8 +40,11 @@ class Models:
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        from dsrter.edge.native_log import native_stderr_to_debug
+
         if self.detector is not None:
-            self.detector.close()
+            with native_stderr_to_debug():  # LiteRT logs its tear-down
+                self.detector.close()
 
 
 def _version(path: Path) -> str:
@@ -52,8 +55,16 @@ def _version(path: Path) -> str:
     return str(v) if v else sha256_file(path)[:12]
 
 
-def load_models(cfg: Config, detector_mode: str = "video") -> Models:
-    """Load the detector and the face and speech classifiers the config enables; raises ModelError."""
+def load_models(cfg: Config, detector_mode: Literal["video", "image"] = "video") -> Models:
+    """Load the detector and the face and speech classifiers the config enables; raises ModelError.
+    Native libraries' loading chatter goes to the DEBUG log (native_log)."""
+    from dsrter.edge.native_log import native_stderr_to_debug
+
+    with native_stderr_to_debug():
+        return _load_models(cfg, detector_mode)
+
+
+def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Models:
     from dsrter.edge.face_classifier import FaceClassifier
     from dsrter.edge.face_detector import FaceDetector
 

@@ -10,11 +10,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
 from dsrter.edge.config import OverlayConfig
+
+if TYPE_CHECKING:
+    from dsrter.edge.video_out import AnnotatedVideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class VideoFileDisplay:
         self.path = Path(path)
         self.fps = fps
         self.audio_from = audio_from
-        self.writer = None
+        self.writer: Optional[AnnotatedVideoWriter] = None
 
     def show(self, image: np.ndarray, t: Optional[float] = None) -> None:
         if self.writer is None:

@@ -330,10 +330,12 @@ class EventSpool:
     def _append(self, item: SpoolItem) -> None:
         if self._segment is None or self._segment_count >= SEGMENT_RECORDS:
             self._open_segment(item.key)
+        segment = self._segment
+        assert segment is not None  # _open_segment set it
         line = dumps({"k": item.key, "t": item.topic, "q": item.qos, "r": item.retain, "p": item.payload})
         try:
-            self._segment.write(line + "\n")
-            self._segment.flush()
+            segment.write(line + "\n")
+            segment.flush()
         except OSError as exc:  # a full disk must not stop the pipeline; memory still holds it
             log.warning("%s: spool write failed (%s); the event is kept in memory only", self.dir, exc)
         self._segment_count += 1

@@ -220,8 +220,9 @@ class Framebuffer:
         os.pwrite(self._fd, rows.data, base + y0 * self.stride)
 
     def close(self) -> None:
-        fd, self._fd = getattr(self, "_fd", None), None
-        if fd is not None:
+        fd: Optional[int] = getattr(self, "_fd", None)
+        self._fd = -1
+        if fd is not None and fd >= 0:
             os.close(fd)
 
     def __enter__(self) -> "Framebuffer":

@@ -61,9 +61,19 @@ class SourceStatus:
 class FrameSource(Protocol):
     """What the pipeline reads pictures from."""
 
-    status: SourceStatus
-    dropped: int  # frames produced but replaced by a newer one before they were read
-    ended: bool  # a file source is finished; a live source never ends
+    # Read-only to the pipeline (the sources expose some as properties).
+    @property
+    def status(self) -> SourceStatus: ...
+
+    @property
+    def dropped(self) -> int:
+        """Frames produced but replaced by a newer one before they were read."""
+        ...
+
+    @property
+    def ended(self) -> bool:
+        """A file source is finished; a live source never ends."""
+        ...
 
     def open(self) -> None:
         """Start delivering. Live sources never raise here (a missing device is a status);

@@ -183,17 +183,19 @@ class Fuser:
         """Fuse the attributed face's smoothed scores (classified at ``face_t``) with the latest speech state.
 
         ``t`` and ``face_t`` are on the stream clock that ``speech.window`` uses."""
-        parts = {}
+        candidates: dict[str, Optional[_Contribution]] = {}
         if face is not None and face_t is not None:
-            parts["face"] = self._contribution(face.scores, face.confidence, self.face_weight, t - face_t)
+            candidates["face"] = self._contribution(face.scores, face.confidence, self.face_weight, t - face_t)
         if speech is not None and speech.speaking:
-            parts["speech"] = self._contribution(speech.scores, speech.confidence, self.speech_weight, t - speech.window[1])
-        parts = {k: v for k, v in parts.items() if v is not None}
+            candidates["speech"] = self._contribution(speech.scores, speech.confidence, self.speech_weight,
+                                                      t - speech.window[1])
+        parts = {k: v for k, v in candidates.items() if v is not None}
         total = sum(c.weight for c in parts.values())
-        if total <= 0:
-            label, scores, conf = None, None, 0.0
-        else:
-            scores = sum(c.weight * c.scores for c in parts.values()) / total
+        label: Optional[str] = None
+        scores: Optional[np.ndarray] = None
+        conf = 0.0
+        if total > 0:
+            scores = np.sum([c.weight * c.scores for c in parts.values()], axis=0) / total
             idx = int(np.argmax(scores))
             label, conf = LABELS[idx], float(scores[idx])
         changed = label != self._label

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class MediaFileSource:
         self.duration: Optional[float] = None  # seconds from the container start, when known
         self.loop_period: Optional[float] = None  # clip length used to offset looped playback
         self._container = None
-        self._frames: Optional[Iterator[tuple[float, object]]] = None
+        self._frames: Optional[Iterator[tuple[float, Any]]] = None
         self._pending: Optional[Frame] = None
         self._index = 0
         self._loop_offset = 0.0
@@ -88,6 +88,7 @@ class MediaFileSource:
         self._start_wall: Optional[float] = None
         self._clip_t = 0.0  # fast mode: time of the frame last returned
         self._bad_packets = 0
+        self.problems: list[str] = []  # damage found while decoding (a truncated or corrupt file)
         self._lock = threading.Lock()
         self._audio = MediaAudio(self, buffer_s=audio_buffer_s)
 
@@ -186,8 +187,13 @@ class MediaFileSource:
         self._reporter.set("ended", f"end of file after {self._index} frames")
         if self._bad_packets:
             log.warning("%s: %d video packets could not be decoded", self.path.name, self._bad_packets)
+            self.problems.append(f"{self._bad_packets} video packets could not be decoded")
+        decoded = self._last_raw_t + 1.0 / self.fps
+        if self._loop_offset == 0.0 and self.duration and decoded < self.duration - max(0.5, 0.05 * self.duration):
+            self.problems.append(f"video decoded up to {decoded:.2f} s of the {self.duration:.2f} s the file "
+                                 "declares (truncated?)")
 
-    def _decode(self, container) -> Iterator[tuple[float, object]]:
+    def _decode(self, container) -> Iterator[tuple[float, Any]]:
         import av
 
         vs = container.streams.video[0]
@@ -210,6 +216,7 @@ class MediaFileSource:
                     yield t, f
         except av.FFmpegError as exc:  # a truncated/corrupt tail: end where the damage starts
             log.warning("%s: demuxing stopped: %s", self.path.name, exc)
+            self.problems.append(f"video demuxing stopped after {last or 0.0:.2f} s: {exc}")
 
     def _next_frame_locked(self) -> Optional[Frame]:
         while self._frames is not None:
@@ -304,6 +311,7 @@ class MediaAudio:
         self._end_t = 0.0  # clip time just after the last sample in the ring
         self._offset = 0.0  # loop offset of the current pass
         self._bad_packets = 0
+        self.problems: list[str] = []  # damage found while decoding
 
     @property
     def status(self) -> SourceStatus:
@@ -392,12 +400,14 @@ class MediaAudio:
                     self._bad_packets += 1
                     if self._bad_packets == 1:
                         log.warning("%s: undecodable audio packet skipped (%s)", self._src.path.name, exc)
+                        self.problems.append(f"undecodable audio packets skipped ({exc})")
                     continue
                 for f in decoded:
                     yield from emit(resampler.resample(f))
             yield from emit(resampler.resample(None))
         except av.FFmpegError as exc:
             log.warning("%s: audio demuxing stopped: %s", self._src.path.name, exc)
+            self.problems.append(f"audio demuxing stopped: {exc}")
 
     def _append_locked(self, t: Optional[float], x: np.ndarray) -> None:
         if t is not None:

@@ -104,7 +104,7 @@ class FerPeer:
     def find_faces(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         found = self.cascade.detectMultiScale(gray, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS,
                                               flags=cv2.CASCADE_SCALE_IMAGE, minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE))
-        return [tuple(int(v) for v in b) for b in found] if len(found) else []
+        return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in found] if len(found) else []
 
     @staticmethod
     def _square(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -125,7 +125,8 @@ class FerPeer:
 
     def crops(self, padded: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, list[int]]:
         """Float32 (N, 64, 64) in [-1, 1] for the boxes that give a non-empty cut, and their indices."""
-        out, kept = [], []
+        out: list[np.ndarray] = []
+        kept: list[int] = []
         for i, b in enumerate(boxes):
             x, y, w, h = self._square(b)
             x1, x2 = x - OFFSETS[0] + PADDING, x + w + OFFSETS[0] + PADDING
@@ -137,8 +138,8 @@ class FerPeer:
             kept.append(i)
         if not out:
             return np.zeros((0,) + TARGET, np.float32), kept
-        x = np.asarray(out, dtype=np.float32) / 255.0
-        return (x - 0.5) * 2.0, kept
+        batch = np.asarray(out, dtype=np.float32) / 255.0
+        return (batch - 0.5) * 2.0, kept
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """One invoke per face, as fer does."""

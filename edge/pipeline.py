@@ -168,7 +168,7 @@ class FramePipeline:
             self._attr = attribution
         speech = self.speech_state()
         face = next((f for f in faces if f.track_id == attribution[0]), None)
-        fused = self.fuser.fuse(frame.t, face, self._classified_at.get(attribution[0]) if face else None, speech,
+        fused = self.fuser.fuse(frame.t, face, self._classified_at.get(face.track_id) if face else None, speech,
                                 attribution[0], attribution[1])
         fused.timestamp = ts
         timer.lap("fuse")

@@ -333,7 +333,7 @@ def normalise_features(
     """Apply the recipe's normalisation: optional per-window CMN, the stored z-score, clipping.
 
     Works on one window (``(T, M)``, ``(88,)``) or a batch (``(N, T, M)``, ``(N, 88)``)."""
-    lm = np.asarray(logmel, dtype=np.float32)
+    lm: np.ndarray = np.asarray(logmel, dtype=np.float32)
     if recipe.get("window_cmn"):
         lm = lm - lm.mean(axis=-2, keepdims=True)
     c = float(recipe.get("clip", 5.0))

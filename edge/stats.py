@@ -146,7 +146,7 @@ class PipelineStats(ProcessStats):
             "faces": int(last.faces) if last else 0,
             "frames": count,
             "dropped_frames": int(last.dropped_frames) if last else 0,
-            "latency_ms": {stage: {"p50": round(percentile(v, 50), 2), "p95": round(percentile(v, 95), 2)}
+            "latency_ms": {stage: {"p50": round(percentile(v, 50) or 0.0, 2), "p95": round(percentile(v, 95) or 0.0, 2)}
                            for stage, v in sorted(stages.items())},
         })
         out.update(sources)

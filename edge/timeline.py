@@ -219,7 +219,7 @@ class TimelineRecorder:
                     ax.broken_barh([(start, end - start)], (y - 0.38, 0.76), facecolors=emotion_rgb01(label),
                                    alpha=0.45 + 0.55 * conf, linewidth=0)
         ax.set_yticks(range(n))
-        ax.set_yticklabels([names.get(l, l.replace("face ", "face #")) for l in reversed(order)])
+        ax.set_yticklabels([names.get(lane, lane.replace("face ", "face #")) for lane in reversed(order)])
         ax.set_ylim(-0.6, n - 0.4)
         if t_min is not None and t_max is not None:
             span = max(t_max - t_min, 1e-3)

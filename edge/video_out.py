@@ -177,10 +177,8 @@ class AnnotatedVideoWriter:
             # Interleave by time so players need no large buffers.
             streams = [(video_packets(), vs_out), (audio_packets, as_out)]
             heads = [next(it, None) for it, _ in streams]
-            while any(h is not None for h in heads):
-                i = min((k for k, h in enumerate(heads) if h is not None),
-                        key=lambda k: float(heads[k].dts * heads[k].time_base))
-                packet = heads[i]
+            while live := [(k, h) for k, h in enumerate(heads) if h is not None]:
+                i, packet = min(live, key=lambda kh: float(kh[1].dts * kh[1].time_base))
                 packet.stream = streams[i][1]
                 out.mux(packet)
                 heads[i] = next(streams[i][0], None)

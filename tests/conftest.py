@@ -14,6 +14,25 @@ from dsrter.edge.local_broker import BrokerError, LocalBroker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DSRTER_SHARED_DATA", REPO.parent / "shared" / "data"))
+# Under CI (CI=true) missing data or shipped models fail the run instead of skipping tests.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; under CI a missing dataset or model is a failure, not a quiet skip."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required)", pytrace=False)
+    pytest.skip(reason)
+
+
+SHIPPED_MODELS = ("face_emotion.tflite", "face_emotion_float.tflite", "speech_emotion.tflite", "face_detection_short_range.tflite")
+
+
+def pytest_configure(config) -> None:
+    """Under CI the shipped models must be there: tests would otherwise skip or use random stand-ins."""
+    missing = [f for f in SHIPPED_MODELS if not (REPO / "models" / f).is_file()]
+    if IN_CI and missing:
+        raise pytest.UsageError(f"CI=true but shipped models are missing from models/: {', '.join(missing)}")
 
 
 Broker = LocalBroker  # the fixtures' brokers: host, port, start/stop/kill on the same port
@@ -57,7 +76,7 @@ def private_broker(tmp_path) -> Broker:
 def shared_data() -> Path:
     """../shared/data when present; tests that need it are skipped cleanly otherwise."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared datasets not present at {SHARED_DATA}")
+        skip_or_fail(f"shared datasets not present at {SHARED_DATA}")
     return SHARED_DATA
 
 
@@ -65,7 +84,7 @@ def shared_data() -> Path:
 def fer_npz(shared_data) -> Path:
     p = shared_data / "fer2013" / "fer2013.npz"
     if not p.is_file():
-        pytest.skip("fer2013.npz not present")
+        skip_or_fail("fer2013.npz not present")
     return p
 
 
@@ -73,7 +92,7 @@ def fer_npz(shared_data) -> Path:
 def ravdess_dir(shared_data) -> Path:
     p = shared_data / "ravdess"
     if not (p / "manifest.csv").is_file():
-        pytest.skip("RAVDESS not present")
+        skip_or_fail("RAVDESS not present")
     return p
 
 
@@ -81,7 +100,7 @@ def ravdess_dir(shared_data) -> Path:
 def av_samples(shared_data) -> Path:
     p = shared_data / "av-samples"
     if not (p / "manifest.csv").is_file():
-        pytest.skip("av-samples not present")
+        skip_or_fail("av-samples not present")
     return p
 
 

@@ -157,7 +157,9 @@ def test_default_config_without_camera_or_mic_runs_until_sigterm(tmp_path, face_
     sub.stop()
     log = log_path.read_text()
     assert "camera 0: missing" in log and "microphone default input: missing" in log
-    assert "face-only" in log and "stopping (SIGTERM)" in log and "stopped cleanly" in log
+    # Neither camera nor microphone: the log must not claim face-only operation.
+    assert "no speech analysis until one appears" in log and "face-only" not in log
+    assert "stopping (SIGTERM)" in log and "stopped cleanly" in log
 
 
 # -- media file as the camera ---------------------------------------------------------------

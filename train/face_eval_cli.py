@@ -58,7 +58,10 @@ def main(args: argparse.Namespace) -> int:
     from dsrter.train.metrics import format_report
     from dsrter.train.plots import plot_confusions, plot_corruptions
 
-    models = args.model or [p for p in (Path("models/face_emotion.tflite"), Path("models/face_emotion_float.tflite")) if p.exists()]
+    from dsrter.edge.resources import shipped_model
+
+    shipped = (shipped_model(Path("models/face_emotion.tflite")), shipped_model(Path("models/face_emotion_float.tflite")))
+    models = args.model or [p for p in shipped if p is not None]
     if not models:
         log.error("no face model given and models/face_emotion.tflite not found")
         return 2
