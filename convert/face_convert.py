@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dsrter.edge.labels import LABELS
-from dsrter.edge.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.fer_data import PRIVATE_TEST, TRAIN, load_fer
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
-from dsrter.edge.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.speech_data import build_windows, load_dataset
 from dsrter.train.speech_train import (
     baseline_reports,
@@ -56,7 +56,7 @@ def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
 
 
 def _input_order(model_bytes: bytes) -> list[str]:
-    from dsrter.edge.model_io import make_interpreter
+    from dsrter.edge.infer.model_io import make_interpreter
 
     it = make_interpreter(model_bytes)
     names = []
@@ -88,7 +88,7 @@ def _tensor_specs(m: TFLiteModel) -> tuple[list[dict], list[dict]]:
 
 def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 1) -> dict[str, float]:
     """Median / p90 milliseconds for features and inference of one window on one thread."""
-    from dsrter.edge.speech_classifier import SpeechClassifier
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
 
     clf = SpeechClassifier(model_path, threads=1)
     clf.predict(audio_windows[0])  # warm up (openSMILE start, XNNPACK set-up)
@@ -402,6 +402,6 @@ def build_card(info, recipe, stats, m_int8: TFLiteModel, out: Path, float_out: P
                                "whole-clip functionals",
                      "rows": baseline_rows},
         "retrain_with_teacher": _teacher_commands(info, data_args, out),
-        "usage": "dsrter.edge.speech_classifier.SpeechClassifier(path).predict(window) after is_speech(window); or "
+        "usage": "dsrter.edge.infer.speech_classifier.SpeechClassifier(path).predict(window) after is_speech(window); or "
                  "compute the inputs from recipe + normalisation and run the .tflite with any LiteRT interpreter",
     }

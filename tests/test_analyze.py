@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-try:  # openSMILE before anything loads TensorFlow (see edge/face_detector.py)
+try:  # openSMILE before anything loads TensorFlow (see edge/infer/face_detector.py)
     import opensmile  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
@@ -57,8 +57,8 @@ def cfg(face_model, speech_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def analysed(cfg, tmp_path_factory):
     """clip path -> summary, each clip analysed once per module (no annotated video: faster)."""
-    from dsrter.edge.analyze import analyze_clip
-    from dsrter.edge.daemon import load_models
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import load_models
 
     models = load_models(cfg[1])
     cache: dict[Path, dict] = {}
@@ -170,8 +170,8 @@ def test_a_file_without_audio(cfg, tmp_path, analysed):
     import av
     from mediagen import make_clip
 
-    from dsrter.edge.analyze import analyze_clip
-    from dsrter.edge.daemon import load_models
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import load_models
 
     clip = make_clip(tmp_path / "mute.mp4", width=320, height=240, fps=25, seconds=1.2, audio=None)
     models = load_models(cfg[1])
@@ -208,9 +208,9 @@ def test_labels_agree_with_the_clips_over_the_set(av_samples, analysed):
 
 
 def test_unreadable_clip_is_a_clear_error(cfg, tmp_path):
-    from dsrter.edge.analyze import analyze_clip
-    from dsrter.edge.daemon import Models
-    from dsrter.edge.media_source import MediaError
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import Models
+    from dsrter.edge.sources.media_file import MediaError
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)

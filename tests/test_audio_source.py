@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from dsrter.edge.audio_source import AudioSource, MicSource, Resampler, RingBuffer
+from dsrter.edge.sources.microphone import AudioSource, MicSource, Resampler, RingBuffer
 from dsrter.edge.config import MicrophoneConfig
 
 

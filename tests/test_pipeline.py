@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from model_factory import face_model  # noqa: F401  (fixture)
 
-from dsrter.edge.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
-from dsrter.edge.face_classifier import FaceClassifier
-from dsrter.edge.face_detector import Detection, FaceDetector
-from dsrter.edge.frames import Frame
-from dsrter.edge.pipeline import STAGES, FramePipeline
-from dsrter.edge.smoothing import LabelSmoother
-from dsrter.edge.speech_worker import SpeechWorker
+from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.face_detector import Detection, FaceDetector
+from dsrter.edge.sources.base import Frame
+from dsrter.edge.streams.face_stream import STAGES, FramePipeline
+from dsrter.edge.streams.smoothing import LabelSmoother
+from dsrter.edge.streams.speech_stream import SpeechWorker
 
 
 class Collect:
@@ -36,7 +36,7 @@ def models(face_model):
 
 
 def clip_frames(av_samples, name: str, n: int | None = None) -> list[Frame]:
-    from dsrter.edge.media_source import MediaFileSource
+    from dsrter.edge.sources.media_file import MediaFileSource
 
     src = MediaFileSource(av_samples / name, realtime=False)
     src.open()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsrter.edge import cmd_install_service as inst
+from dsrter.edge.tools import install_service as inst
 from dsrter.edge.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import dsrter.edge.speech_features  # noqa: F401  (openSMILE before TensorFlow)
+import dsrter.edge.infer.speech_features  # noqa: F401  (openSMILE before TensorFlow)
 from dsrter.edge.labels import NUM_CLASSES
 from dsrter.train.speech_train import class_weights, spec_augment
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.train.speech_data import SpeechItem, WindowSettings, build_windows, read_audio, recipe_key
 
 log = logging.getLogger(__name__)

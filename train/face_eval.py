@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dsrter.edge.face_classifier import FaceClassifier
-from dsrter.edge.model_io import TFLiteModel
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.model_io import TFLiteModel
 from dsrter.train.fer_data import PRIVATE_TEST, FerData, load_fer
 from dsrter.train.metrics import Report, classification_report
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.train.metrics import classification_report
 from dsrter.train.speech_data import (
@@ -382,7 +382,7 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
 
 
 def tflite_window_probs(model, lm: np.ndarray, eg: np.ndarray) -> np.ndarray:
-    """Run a speech TFLite model (a dsrter.edge.model_io.TFLiteModel) window by window, exactly as
+    """Run a speech TFLite model (a dsrter.edge.infer.model_io.TFLiteModel) window by window, exactly as
     the device does; inputs are the normalised log-mel (N, T, M) and eGeMAPS (N, 88)."""
     i_lm = model.input_index("logmel")
     i_eg = model.input_index("egemaps")
