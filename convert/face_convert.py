@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrter.convert.tflite_export import representative_from, to_tflite
 from dsrter.edge.labels import LABELS
 from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.fer_data import PRIVATE_TEST, TRAIN, load_fer
@@ -75,7 +76,6 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
         raise ValueError(f"mirror must be auto, on or off, not {mirror!r}")
     import torch
 
-    from dsrter.convert.tflite_export import representative_from, to_tflite
     from dsrter.train.face_model import count_params
     from dsrter.train.face_train import load_trained
 

@@ -23,11 +23,11 @@ import numpy as np
 
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
-from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file
 from dsrter.train.speech_data import build_windows, load_dataset
+from dsrter.train.speech_prep import normalise_set, set_threads
 from dsrter.train.speech_train import (
     baseline_reports,
-    normalise_set,
     per_speaker,
     tflite_window_probs,
     window_and_clip_reports,
@@ -43,8 +43,6 @@ SPLIT_TEXT = {
 
 def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
     """Float (rep None) or full-int8 TFLite; representative samples follow the converted input order."""
-    from dsrter.convert.tflite_export import to_tflite
-
     if rep is None:
         return to_tflite(model)
 
@@ -56,8 +54,6 @@ def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
 
 
 def _input_order(model_bytes: bytes) -> list[str]:
-    from dsrter.edge.infer.model_io import make_interpreter
-
     it = make_interpreter(model_bytes)
     names = []
     for d in it.get_input_details():
@@ -199,8 +195,6 @@ def convert_speech(
     baseline: bool = True,
 ) -> dict[str, Any]:
     """Convert, verify and write ``out`` (int8) + its card; returns the card."""
-    from dsrter.train.speech_train import set_threads
-
     set_threads(1)
     import keras
     import tensorflow as tf

@@ -68,7 +68,8 @@ def main(args: argparse.Namespace) -> int:
     from dsrter.edge.infer.model_io import ModelError, TFLiteModel, load_card
     from dsrter.train.metrics import format_report
     from dsrter.train.speech_data import SpeechDataError, build_windows, load_dataset
-    from dsrter.train.speech_train import normalise_set, per_speaker, tflite_window_probs, window_and_clip_reports
+    from dsrter.train.speech_prep import normalise_set
+    from dsrter.train.speech_train import per_speaker, tflite_window_probs, window_and_clip_reports
 
     log = logging.getLogger(__name__)
     models = args.model or ["models/speech_emotion.tflite"]
