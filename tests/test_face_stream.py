@@ -13,7 +13,7 @@ from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, FusedEve
 from dsrter.edge.infer.face_classifier import FaceClassifier
 from dsrter.edge.infer.face_detector import Detection, FaceDetector
 from dsrter.edge.sources.base import Frame
-from dsrter.edge.streams.face_stream import STAGES, FramePipeline
+from dsrter.edge.streams.face_stream import STAGES, FaceStream
 from dsrter.edge.streams.smoothing import LabelSmoother
 from dsrter.edge.streams.speech_stream import SpeechWorker
 
@@ -51,7 +51,7 @@ def test_odd_frame_sizes_and_channel_counts(models):
     det, clf = models
     bus = EventBus()
     got = Collect(bus)
-    pipe = FramePipeline(bus, det, clf)
+    pipe = FaceStream(bus, det, clf)
     rng = np.random.default_rng(1)
     shapes = [(480, 640, 3), (123, 77, 3), (5, 5, 3), (1, 1, 3), (99, 201), (64, 48, 1), (240, 320, 4), (1080, 1920, 3)]
     for i, shape in enumerate(shapes):
@@ -67,7 +67,7 @@ def test_real_faces_keep_ids_through_occlusion_and_drops(models, av_samples):
     det, clf = models
     bus = EventBus()
     got = Collect(bus)
-    pipe = FramePipeline(bus, det, clf)
+    pipe = FaceStream(bus, det, clf)
     frames = clip_frames(av_samples, "clip03_face-happy_speech-happy.mp4", 60)
     ids = set()
     for i, f in enumerate(frames):
@@ -92,7 +92,7 @@ def test_real_faces_keep_ids_through_occlusion_and_drops(models, av_samples):
 
 def test_two_faces_keep_two_ids_when_the_small_one_flickers(models, av_samples):
     det, clf = models
-    pipe = FramePipeline(EventBus(), det, clf)
+    pipe = FaceStream(EventBus(), det, clf)
     ids, attributed = set(), []
     for f in clip_frames(av_samples, "clip15_face-fear-surprise_speech-sad.mp4"):
         res = pipe.process(f)
@@ -116,7 +116,7 @@ class CountingDetector:
 def test_detect_every_n_frames_tracks_in_between(models):
     _, clf = models
     det = CountingDetector()
-    pipe = FramePipeline(EventBus(), det, clf, detect_every=3)
+    pipe = FaceStream(EventBus(), det, clf, detect_every=3)
     xs = []
     for i in range(9):
         res = pipe.process(Frame(np.zeros((240, 480, 3), np.uint8), i / 30, i))
@@ -132,7 +132,7 @@ def test_speech_state_is_fused(models):
     s = np.full(7, 0.02, np.float32)
     s[3] = 0.88
     speech = SpeechEvent(0.5, True, s, "happy", 0.88, (0.0, 0.5))
-    pipe = FramePipeline(bus, None, None, speech_state=lambda: speech)
+    pipe = FaceStream(bus, None, None, speech_state=lambda: speech)
     res = pipe.process(Frame(np.zeros((48, 64, 3), np.uint8), 0.6, 0))
     assert res.fused.label == "happy" and res.fused.speech_weight == 1.0 and res.fused.attribution == "none"
 

@@ -210,7 +210,7 @@ def face_models(face_model):  # noqa: F811
 def test_camera_errors_empty_frames_and_a_resolution_change_through_the_pipeline(face_models):
     from dsrter.edge.sources.camera import CameraSource
     from dsrter.edge.display.overlay import draw_overlay
-    from dsrter.edge.streams.face_stream import FramePipeline
+    from dsrter.edge.streams.face_stream import FaceStream
 
     det, clf = face_models
     cam = ScriptedCamera([("frame640", 40), ("raise", 6), ("empty", 5), ("none", 5), ("frame640", 20),
@@ -221,7 +221,7 @@ def test_camera_errors_empty_frames_and_a_resolution_change_through_the_pipeline
     bus = EventBus()
     faces: list[FaceEvent] = []
     bus.subscribe(lambda e: faces.append(e) if isinstance(e, FaceEvent) else None)
-    pipe = FramePipeline(bus, det, clf)
+    pipe = FaceStream(bus, det, clf)
     sizes: dict[tuple[int, int], int] = {}
     ids_by_size: dict[tuple[int, int], set] = {}
     states = set()

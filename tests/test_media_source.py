@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from dsrter.edge.sources.microphone import AudioSource
-from dsrter.edge.sources.base import FrameSource
+from dsrter.edge.sources.base import AudioSource, FrameSource
 from dsrter.edge.sources.media_file import MediaError, MediaFileSource
 from mediagen import gray_level, make_clip, rms
 

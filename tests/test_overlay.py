@@ -8,7 +8,8 @@ import pytest
 
 from dsrter.edge.streams.events import FaceEvent, FusedEvent, SpeechEvent
 from dsrter.edge.labels import LABELS
-from dsrter.edge.display.overlay import DIM_BG, EMOTION_BGR, draw_overlay, emotion_color, to_bgr
+from dsrter.edge.display.image import to_bgr
+from dsrter.edge.display.overlay import DIM_BG, EMOTION_BGR, draw_overlay, emotion_color
 
 
 def scores(label, conf):

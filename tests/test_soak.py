@@ -38,7 +38,7 @@ def test_soak_20000_frames_no_memory_thread_or_fd_growth(tmp_path, mqtt_broker, 
     from dsrter.edge.sources.media_file import MediaFileSource
     from dsrter.edge.sinks.mqtt import MqttSink
     from dsrter.edge.display.overlay import draw_overlay
-    from dsrter.edge.streams.face_stream import FramePipeline
+    from dsrter.edge.streams.face_stream import FaceStream
     from dsrter.edge.streams.smoothing import LabelSmoother
     from dsrter.edge.infer.speech_classifier import SpeechClassifier
     from dsrter.edge.streams.speech_stream import SpeechWorker
@@ -65,7 +65,7 @@ def test_soak_20000_frames_no_memory_thread_or_fd_growth(tmp_path, mqtt_broker, 
     src = MediaFileSource(clip, realtime=False, loop=True)
     src.open()
     worker = None
-    pipe = FramePipeline(bus, det, clf, detect_every=DETECT_EVERY, attributor=Attributor(LipMotion()),
+    pipe = FaceStream(bus, det, clf, detect_every=DETECT_EVERY, attributor=Attributor(LipMotion()),
                          speech_state=lambda: worker.latest if worker else None, event_clock=time.time)
     worker = SpeechWorker(src.audio, SpeechClassifier(speech_model), bus, LabelSmoother(), hop_s=0.5,
                           attribution=pipe.attribution, event_clock=time.time)

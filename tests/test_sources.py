@@ -11,7 +11,8 @@ import pytest
 
 from dsrter.edge.sources.camera import CameraSource
 from dsrter.edge.config import CameraConfig
-from dsrter.edge.sources.base import Backoff, Frame, FrameSource, SourceStatus, StatusReporter, is_live_device, make_frame_source
+from dsrter.edge.sources.base import Backoff, Frame, FrameSource, SourceStatus, StatusReporter
+from dsrter.edge.sources.factory import is_live_device, make_frame_source
 
 
 def wait_for(pred, timeout=3.0, step=0.01):

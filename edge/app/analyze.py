@@ -15,12 +15,20 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
+from tqdm import tqdm
 
+from dsrter.edge.app.wiring import Streams
 from dsrter.edge.config import Config
-from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, SpeechEvent
+from dsrter.edge.display.overlay import draw_overlay
+from dsrter.edge.display.timeline import TimelineRecorder
+from dsrter.edge.display.video_writer import AnnotatedVideoWriter
+from dsrter.edge.infer.models import Models
+from dsrter.edge.sources.media_file import MediaFileSource
+from dsrter.edge.streams.events import Event, EventBus, FaceEvent, FrameStats, SpeechEvent
+from dsrter.edge.streams.speech_stream import SpeechWorker
 
 log = logging.getLogger("dsrter.analyze")
 
@@ -33,7 +41,7 @@ class _TrackBook:
         self.speech_to: dict[str, int] = defaultdict(int)
         self.stage_ms: dict[str, list[float]] = defaultdict(list)
 
-    def on_event(self, ev: Any) -> None:
+    def on_event(self, ev: Event) -> None:
         if isinstance(ev, FaceEvent):
             self.boxes[ev.track_id].append(ev.box)
         elif isinstance(ev, SpeechEvent) and ev.speaking:
@@ -62,22 +70,12 @@ class _TrackBook:
                 for k, v in sorted(self.stage_ms.items()) if v}
 
 
-def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Any, video: bool = True,
+def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: bool = True,
                  progress: Optional[bool] = None) -> dict:
     """Run both streams over ``clip`` and write the outputs to ``out_dir``; returns the summary.
 
-    ``models`` is a daemon.Models (loaded once by the caller, so a batch of clips shares them).
-    Raises media_source.MediaError for a missing or unreadable clip."""
-    from tqdm import tqdm
-
-    from dsrter.edge.streams.fusion import Attributor, LipMotion
-    from dsrter.edge.sources.media_file import MediaFileSource
-    from dsrter.edge.display.overlay import draw_overlay
-    from dsrter.edge.streams.face_stream import FramePipeline
-    from dsrter.edge.streams.smoothing import LabelSmoother
-    from dsrter.edge.streams.speech_stream import SpeechWorker
-    from dsrter.edge.display.timeline import TimelineRecorder
-
+    ``models`` are loaded once by the caller (so a batch of clips shares them). Raises
+    :class:`~dsrter.edge.sources.media_file.MediaError` for a missing or unreadable clip."""
     clip, out_dir = Path(clip), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     src = MediaFileSource(clip, realtime=False, loop=False)
@@ -89,19 +87,16 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Any, video: boo
     bus.subscribe(book.on_event)
 
     worker: Optional[SpeechWorker] = None
-    pipeline = FramePipeline.from_config(cfg, bus, models.detector, models.face, attributor=Attributor(LipMotion()),
-                                         speech_state=lambda: worker.latest if worker else None)
+    streams = Streams.from_models(cfg, bus, models)  # timestamps: clip time
+    pipeline = streams.face
     audio = src.audio
     if models.speech is not None and audio.has_audio:
-        worker = SpeechWorker(audio, models.speech, bus, LabelSmoother.from_config(cfg.speech.smoothing),
-                              hop_s=cfg.speech.hop_s, attribution=pipeline.attribution)
+        worker = streams.add_speech(audio, models.speech)  # stepped below, on the clip's timeline
     elif models.speech is not None:
         log.warning("%s has no audio track: face stream only", clip.name)
 
     writer = None
     if video:
-        from dsrter.edge.display.video_writer import AnnotatedVideoWriter
-
         writer = AnnotatedVideoWriter(out_dir / "annotated.mp4", src.fps, (src.width, src.height), audio_from=clip)
     total = int(round((src.duration or 0.0) * src.fps)) or None
     hop = worker.hop_s if worker else 0.0

@@ -4,100 +4,43 @@ Start-up: load every model once (a missing or corrupt model is a clear error and
 exit), open the camera (or a media file named by ``camera.device``) and the microphone (a
 missing device is reported and retried with backoff by the source itself; no microphone means
 face-only), start the sinks, then tell systemd READY. The main loop reads the newest frame,
-runs the face pipeline, draws the overlay, pings the watchdog and updates the STATUS line.
+runs the face stream, draws the overlay, pings the watchdog and updates the STATUS line.
 SIGTERM/SIGINT: stop the sources, flush the sinks (MQTT publishes "offline"), exit 0.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from types import FrameType
+from typing import Optional
 
+from dsrter.edge.app.notify import Notifier, watchdog_interval
+from dsrter.edge.app.wiring import Streams
 from dsrter.edge.config import Config
+from dsrter.edge.display.backends import Display, NullDisplay, make_display
+from dsrter.edge.display.overlay import draw_overlay
+from dsrter.edge.infer.model_io import ModelError
+from dsrter.edge.infer.models import Models, load_models
+from dsrter.edge.sinks.base import Sink
+from dsrter.edge.sinks.jsonl import JsonlSink
+from dsrter.edge.sinks.mqtt import MqttSink
+from dsrter.edge.sinks.stats import PipelineStats, status_line
+from dsrter.edge.sources.base import AudioSource, Backoff, FrameSource
+from dsrter.edge.sources.factory import is_live_device, make_frame_source
+from dsrter.edge.sources.media_file import MediaError, MediaFileSource
+from dsrter.edge.sources.microphone import MicSource
 from dsrter.edge.streams.events import EventBus
-from dsrter.edge.infer.model_io import ModelError, load_card, sha256_file
+from dsrter.edge.streams.face_stream import FrameResult
 
 log = logging.getLogger("dsrter.daemon")
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # bad config, or a sink that cannot start with it
 EXIT_MODEL = 3  # a model file or card missing or corrupt
-
-
-@dataclass
-class Models:
-    """Everything loaded from models/ at start; None where the stream is disabled."""
-
-    detector: Any = None
-    face: Any = None
-    speech: Any = None
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def close(self) -> None:
-        if self.detector is not None:
-            self.detector.close()
-
-
-def _version(path: Path) -> str:
-    try:
-        v = load_card(path).get("version")
-    except ModelError:
-        v = None
-    return str(v) if v else sha256_file(path)[:12]
-
-
-def load_models(cfg: Config, detector_mode: str = "video") -> Models:
-    """Load the detector and the face and speech classifiers the config enables; raises ModelError."""
-    from dsrter.edge.infer.face_classifier import FaceClassifier
-    from dsrter.edge.infer.face_detector import FaceDetector
-
-    m = Models()
-    t0 = time.monotonic()
-    wanted = [("face.model", cfg.face.model), ("face.detector_model", cfg.face.detector_model)] if cfg.face.enabled else []
-    wanted += [("speech.model", cfg.speech.model)] if cfg.speech.enabled else []
-    for key, path in wanted:
-        if not Path(path).is_file():
-            raise ModelError(f"{path}: model file not found (config key {key}; disable the stream with "
-                             f"{key.split('.')[0]}.enabled: false to run without it)")
-    if cfg.face.enabled:
-        m.face = FaceClassifier(cfg.face.model, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average)
-        m.detector = FaceDetector(cfg.face.detector_model, cfg.face.min_detection_confidence, cfg.face.max_faces,
-                                  mode=detector_mode)
-        m.versions["face"] = _version(cfg.face.model)
-        m.versions["face_detector"] = sha256_file(cfg.face.detector_model)[:12]
-    if cfg.speech.enabled:
-        from dsrter.edge.infer.speech_classifier import SpeechClassifier
-
-        try:
-            m.speech = SpeechClassifier(cfg.speech.model, threads=cfg.speech.threads,
-                                        vad_threshold=cfg.speech.vad_threshold)
-        except ModelError:
-            m.close()
-            raise
-        m.versions["speech"] = _version(cfg.speech.model)
-    _warm_up(m)
-    log.info("models loaded and warmed up in %.1f s: %s", time.monotonic() - t0,
-             ", ".join(f"{k} {v}" for k, v in m.versions.items()) or "none (both streams disabled)")
-    return m
-
-
-def _warm_up(m: Models) -> None:
-    """One inference each, so the first real frame and speech window pay no one-off set-up cost
-    (MediaPipe graph, LiteRT allocation, openSMILE configuration: ~1 s on first use)."""
-    import numpy as np
-
-    if m.detector is not None:
-        m.detector.detect(np.zeros((240, 320, 3), np.uint8), 0.0)
-        m.face.predict(np.zeros((1, m.face.size, m.face.size), np.uint8))
-    if m.speech is not None:
-        n = int(round(m.speech.window_s * m.speech.sample_rate))
-        m.speech.predict(np.random.default_rng(0).normal(0.0, 1e-3, n).astype(np.float32))
 
 
 class Daemon:
@@ -107,36 +50,29 @@ class Daemon:
     NO_FRAMES_S = 1.0  # without a frame for this long, fuse speech on its own
     LOG_EVERY_S = 60.0
 
-    def __init__(self, cfg: Config, models: Models, duration: Optional[float] = None, notifier: Any = None,
-                 video_source: Any = None, audio_source: Any = None):
+    def __init__(self, cfg: Config, models: Models, duration: Optional[float] = None,
+                 notifier: Optional[Notifier] = None, video_source: Optional[FrameSource] = None,
+                 audio_source: Optional[AudioSource] = None):
         """``video_source``/``audio_source``: ready-made sources to use instead of the ones ``cfg`` names."""
-        from dsrter.edge.sinks.stats import PipelineStats
-
         self.cfg = cfg
         self.models = models
         self.duration = duration
         self.bus = EventBus()
         self.stats = PipelineStats(self.bus)
-        self.notifier = notifier if notifier is not None else self._make_notifier()
+        self.notifier = notifier if notifier is not None else Notifier()
         self.stop_event = threading.Event()
         self.stop_reason = "end"
-        self.video: Any = None
-        self.audio: Any = None
+        self.video: Optional[FrameSource] = None
+        self.audio: Optional[AudioSource] = None
         self._given_video = video_source
         self._given_audio = audio_source
-        self.speech_worker: Any = None
-        self.pipeline: Any = None
-        self.display: Any = None
-        self.sinks: list[tuple[str, Any]] = []
+        self.streams = Streams.from_models(cfg, self.bus, models, event_clock=time.time)
+        self.display: Optional[Display] = None
+        self.sinks: list[tuple[str, Sink]] = []
+        self.mqtt: Optional[MqttSink] = None
         self._file_retry_at: Optional[float] = None
-        self._file_backoff: Any = None
+        self._file_backoff: Optional[Backoff] = None
         self._display_failed = False
-
-    @staticmethod
-    def _make_notifier():
-        from dsrter.edge.app.notify import Notifier
-
-        return Notifier()
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str = "requested") -> None:
@@ -144,13 +80,11 @@ class Daemon:
             self.stop_reason = reason
             self.stop_event.set()
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int, _frame: Optional[FrameType]) -> None:
         self.request_stop(signal.Signals(signum).name)
 
     # -- sources ---------------------------------------------------------------------------
     def _is_file(self) -> bool:
-        from dsrter.edge.sources.base import is_live_device
-
         return self.cfg.camera.enabled and not is_live_device(self.cfg.camera.device)
 
     def _open_video(self) -> None:
@@ -161,12 +95,8 @@ class Daemon:
         if not self.cfg.camera.enabled:
             self.stats.set_source("camera", "disabled")
             return
-        from dsrter.edge.sources.base import Backoff, make_frame_source
-
         src = make_frame_source(self.cfg.camera)
         if self._is_file():
-            from dsrter.edge.sources.media_file import MediaError
-
             try:
                 src.open()
             except MediaError as exc:
@@ -190,7 +120,7 @@ class Daemon:
             self.audio = self._given_audio
             self.audio.start()
         elif self._is_file():
-            if self.video is None:
+            if not isinstance(self.video, MediaFileSource):  # not opened yet: retried with the video
                 return
             audio = self.video.audio
             audio.start()
@@ -200,21 +130,12 @@ class Daemon:
                 return
             self.audio = audio
         elif self.cfg.microphone.enabled:
-            from dsrter.edge.sources.microphone import MicSource
-
             self.audio = MicSource(self.cfg.microphone)
             self.audio.start()  # never raises: no device = status "missing", face-only meanwhile
         else:
             self.stats.set_source("microphone", "disabled")
             return
-        from dsrter.edge.streams.smoothing import LabelSmoother
-        from dsrter.edge.streams.speech_stream import SpeechWorker
-
-        self.speech_worker = SpeechWorker(self.audio, self.models.speech, self.bus,
-                                          LabelSmoother.from_config(self.cfg.speech.smoothing),
-                                          hop_s=self.cfg.speech.hop_s, attribution=self.pipeline.attribution,
-                                          event_clock=time.time)
-        self.speech_worker.start()
+        self.streams.add_speech(self.audio, self.models.speech, event_clock=time.time).start()
 
     def _source_states(self) -> list[str]:
         """Update stats with the sources' states; returns overlay/status lines for the unhealthy ones."""
@@ -232,33 +153,27 @@ class Daemon:
 
     # -- sinks -----------------------------------------------------------------------------
     def _start_sinks(self) -> None:
-        if self.cfg.mqtt.enabled and importlib.util.find_spec("dsrter.edge.sinks.mqtt") is not None:
-            from dsrter.edge.sinks.mqtt import MqttSink
-
-            sink = MqttSink(self.cfg, self.bus, stats=self._stats_snapshot, model_versions=self.models.versions)
-            sink.start()
-            self.sinks.append(("mqtt", sink))
-        if self.cfg.events_file.enabled and importlib.util.find_spec("dsrter.edge.sinks.jsonl") is not None:
-            from dsrter.edge.sinks.jsonl import JsonlSink
-
-            sink = JsonlSink(self.cfg.events_file, self.bus, device=self.cfg.device_id,
-                             model_versions=self.models.versions)
-            sink.start()
-            self.sinks.append(("events file", sink))
+        if self.cfg.mqtt.enabled:
+            self.mqtt = MqttSink(self.cfg, self.bus, stats=self._stats_snapshot, model_versions=self.models.versions)
+            self.mqtt.start()
+            self.sinks.append(("mqtt", self.mqtt))
+        if self.cfg.events_file.enabled:
+            jsonl = JsonlSink(self.cfg.events_file, self.bus, device=self.cfg.device_id,
+                              model_versions=self.models.versions)
+            jsonl.start()
+            self.sinks.append(("events file", jsonl))
 
     def _stats_snapshot(self) -> dict:
         snap = self.stats.snapshot()
-        w = self.speech_worker
+        w = self.streams.speech
         if w is not None:
             last = w.latest
             snap["speech"] = {"windows": w.windows, "errors": w.errors, "last_ms": round(w.last_ms, 1),
                               "speaking": bool(last.speaking) if last else False,
-                              "overflows": getattr(self.audio, "overflows", 0)}
+                              "overflows": self.audio.overflows if self.audio is not None else 0}
         return snap
 
     def _open_display(self) -> None:
-        from dsrter.edge.display.backends import NullDisplay, make_display
-
         fps = float(getattr(self.video, "fps", 0) or self.cfg.camera.fps)
         audio_from = Path(str(self.cfg.camera.device)) if self._is_file() else None
         try:
@@ -268,11 +183,8 @@ class Daemon:
             self.display = NullDisplay()
 
     # -- main loop -------------------------------------------------------------------------
-    def _show(self, res, status_lines: list[str]) -> None:
-        from dsrter.edge.display.backends import NullDisplay
-        from dsrter.edge.display.overlay import draw_overlay
-
-        if isinstance(self.display, NullDisplay) or self._display_failed:
+    def _show(self, res: FrameResult, status_lines: list[str]) -> None:
+        if self.display is None or isinstance(self.display, NullDisplay) or self._display_failed:
             return
         try:
             fps = res.stats.fps if self.cfg.overlay.show_fps else None
@@ -282,34 +194,18 @@ class Daemon:
             self._display_failed = True
             log.exception("overlay display failed; continuing without it")
 
-    def _speech_only(self, last: list) -> None:
-        """No frames (camera missing/disabled): keep fusing the speech state alone."""
-        ev = self.speech_worker.latest if self.speech_worker else None
-        if ev is None or ev is last[0]:
-            return
-        last[0] = ev
-        fused = self.pipeline.fuser.fuse(ev.window[1], None, None, ev, None, "none")
-        fused.timestamp = time.time()
-        self.bus.publish(fused)
-
     def _status(self, lines: list[str]) -> str:
-        from dsrter.edge.sinks.stats import status_line
-
-        mqtt = next((s for n, s in self.sinks if n == "mqtt"), None)
-        text = status_line(self.stats.snapshot(), getattr(mqtt, "connected", None) if mqtt else None)
-        w = self.speech_worker
+        text = status_line(self.stats.snapshot(), self.mqtt.connected if self.mqtt is not None else None)
+        w = self.streams.speech
         if w is not None and w.latest is not None:
             text += ", speech " + (w.latest.label if w.latest.speaking else "none")
         return text
 
     def _loop(self) -> None:
-        from dsrter.edge.app.notify import watchdog_interval
-
         wd = watchdog_interval()
         t_start = time.monotonic()
         next_wd = next_status = t_start
         next_log = t_start + self.LOG_EVERY_S
-        last_speech: list = [None]
         last_frame_at = -1e9
         status_lines = self._source_states()
         while not self.stop_event.is_set():
@@ -324,7 +220,7 @@ class Daemon:
             frame = self.video.read(timeout=0.1) if self.video is not None else None
             if frame is not None:
                 last_frame_at = time.monotonic()
-                res = self.pipeline.process(frame)
+                res = self.streams.face.process(frame)
                 self._show(res, status_lines)
             else:
                 if self.video is None:
@@ -333,7 +229,7 @@ class Daemon:
                     self.request_stop("end of media file")
                     break
                 if time.monotonic() - last_frame_at > self.NO_FRAMES_S:  # camera away: speech alone
-                    self._speech_only(last_speech)
+                    self.streams.fuse_speech_alone(time.time())
             now = time.monotonic()
             if wd is not None and now >= next_wd:
                 self.notifier.watchdog()
@@ -353,7 +249,7 @@ class Daemon:
         text = f"{snap.get('frames', 0)} frames, {snap.get('dropped_frames', 0)} dropped, {snap.get('fps', 0.0):.1f} fps"
         if lat:
             text += f", frame latency p50 {lat['p50']:.1f} ms / p95 {lat['p95']:.1f} ms"
-        w = self.speech_worker
+        w = self.streams.speech
         if w is not None:
             text += f", {w.windows} speech windows"
         return text
@@ -361,14 +257,18 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping(f"stopping: {self.stop_reason}")
         log.info("stopping (%s)", self.stop_reason)
-        if self.speech_worker is not None:
-            self.speech_worker.stop()
-        for src, op in ((self.video, "close"), (self.audio, "stop")):
-            if src is not None:
-                try:
-                    getattr(src, op)()
-                except Exception:
-                    log.exception("closing a source failed")
+        if self.streams.speech is not None:
+            self.streams.speech.stop()
+        if self.video is not None:
+            try:
+                self.video.close()
+            except Exception:
+                log.exception("closing the camera source failed")
+        if self.audio is not None:
+            try:
+                self.audio.stop()
+            except Exception:
+                log.exception("closing the microphone source failed")
         if self.display is not None:
             try:
                 self.display.close()
@@ -383,19 +283,12 @@ class Daemon:
         self.models.close()
 
     def run(self) -> int:
-        from dsrter.edge.streams.fusion import Attributor, LipMotion
-        from dsrter.edge.streams.face_stream import FramePipeline
-
         main_thread = threading.current_thread() is threading.main_thread()
         old = {}
         if main_thread:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 old[sig] = signal.signal(sig, self._on_signal)
         try:
-            speech_latest = lambda: self.speech_worker.latest if self.speech_worker else None  # noqa: E731
-            self.pipeline = FramePipeline.from_config(self.cfg, self.bus, self.models.detector, self.models.face,
-                                                      attributor=Attributor(LipMotion()), speech_state=speech_latest,
-                                                      event_clock=time.time)
             try:
                 self._start_sinks()
             except Exception as exc:

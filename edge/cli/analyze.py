@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"dsrter analyze: {args.clip}: no such file", file=sys.stderr)
         return 2
     from dsrter.edge.app.analyze import analyze_clip
-    from dsrter.edge.app.daemon import load_models
+    from dsrter.edge.infer.models import load_models
     from dsrter.edge.sources.media_file import MediaError
     from dsrter.edge.infer.model_io import ModelError
 

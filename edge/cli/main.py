@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "convert": "dsrter.edge.cli.convert",
     "eval": "dsrter.edge.cli.eval",
     "bench": "dsrter.edge.cli.bench",
-    "install-service": "dsrter.edge.tools.install_service",
+    "install-service": "dsrter.edge.cli.install_service",
 }
 
 

@@ -15,6 +15,8 @@ from typing import Optional, Protocol, runtime_checkable
 import numpy as np
 
 from dsrter.edge.config import OverlayConfig
+from dsrter.edge.display.framebuffer import Framebuffer, FramebufferError
+from dsrter.edge.display.video_writer import AnnotatedVideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,6 @@ class FramebufferDisplay:
     """backend ``framebuffer``: letterboxed onto /dev/fbN (see :mod:`dsrter.edge.display.framebuffer`)."""
 
     def __init__(self, device: Path, sysfs_dir: Path | None = None) -> None:
-        from dsrter.edge.display.framebuffer import Framebuffer, FramebufferError
-
         try:
             self.fb = Framebuffer(device, sysfs_dir)
         except FramebufferError as exc:
@@ -105,8 +105,6 @@ class VideoFileDisplay:
 
     def show(self, image: np.ndarray, t: Optional[float] = None) -> None:
         if self.writer is None:
-            from dsrter.edge.display.video_writer import AnnotatedVideoWriter
-
             h, w = image.shape[:2]
             self.writer = AnnotatedVideoWriter(self.path, self.fps, (w, h), audio_from=self.audio_from)
         self.writer.write(image, t)

@@ -25,7 +25,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from dsrter.edge.display.overlay import to_bgr
+from dsrter.edge.display.image import to_bgr
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from dsrter.edge.config import EventsFileConfig
-from dsrter.edge.sinks.spool import EventEncoder, dumps
+from dsrter.edge.sinks.envelope import EventEncoder, dumps
 from dsrter.edge.streams.events import EventBus, FaceEvent, FusedEvent, SpeechEvent
 
 log = logging.getLogger(__name__)

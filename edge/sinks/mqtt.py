@@ -49,7 +49,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from dsrter.edge.config import Config
 from dsrter.edge.sinks.credentials import CredentialError, PasswordSource, mqtt_password
-from dsrter.edge.sinks.spool import EventEncoder, EventSpool, dumps
+from dsrter.edge.sinks.envelope import EventEncoder, dumps
+from dsrter.edge.sinks.spool import EventSpool
 from dsrter.edge.streams.events import EventBus, FaceEvent, FusedEvent, SpeechEvent
 from dsrter.edge.sinks.ha_discovery import availability_topic, base_topic, discovery_messages, status_topic
 from dsrter.edge.sinks.stats import ProcessStats

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from dsrter.edge.sinks.spool import iso_utc
+from dsrter.edge.sinks.envelope import iso_utc
 from dsrter.edge.streams.events import EventBus, FrameStats
 
 log = logging.getLogger(__name__)

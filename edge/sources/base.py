@@ -1,9 +1,11 @@
-"""Video frames, the frame-source protocol and the bits every source shares.
+"""What every source shares: the frame and audio source protocols, status, retry backoff.
 
-A *frame source* hands the pipeline the newest picture it has: a live camera
+A *frame source* hands the face stream the newest picture it has: a live camera
 (:class:`dsrter.edge.sources.camera.CameraSource`) or a media file played as if it
-were one (:class:`dsrter.edge.sources.media_file.MediaFileSource`). Sources never raise
-out of ``read()``; trouble shows up in ``status`` (and once in the log per change).
+were one (:class:`dsrter.edge.sources.media_file.MediaFileSource`). An *audio source*
+hands the speech stream its newest samples (the microphone, or the media file's track).
+Sources never raise out of ``read()``/``latest()``; trouble shows up in ``status`` (and
+once in the log per change), and a lost device is reopened with :class:`Backoff`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional, Protocol, Union, runtime_checkable
+from typing import Literal, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from dsrter.edge.config import CameraConfig
+TARGET_RATE = 16000  # Hz: what every audio source delivers (mono float32)
 
 SourceState = Literal["ok", "missing", "reopening", "ended"]
 
@@ -81,6 +81,26 @@ class FrameSource(Protocol):
         """Stop and release the device or file (idempotent)."""
 
 
+@runtime_checkable
+class AudioSource(Protocol):
+    """Where the speech stream takes its audio from (microphone or a media file's track)."""
+
+    sample_rate: int  # of what latest() returns: 16000
+    status: SourceStatus
+    overflows: int  # audio lost because the consumer side could not keep up (device overruns)
+
+    def start(self) -> None:
+        """Begin capturing; never raises for a missing device (see ``status``)."""
+
+    def stop(self) -> None:
+        """Stop capturing and release the device (idempotent)."""
+
+    def latest(self, seconds: float) -> tuple[np.ndarray, float]:
+        """The newest ``seconds`` of float32 mono audio at ``sample_rate`` and the stream time
+        (same clock as the frames: ``time.monotonic()`` live, clip seconds for a file) of its
+        last sample's end. Shorter (possibly empty) when less is buffered; never raises."""
+
+
 class StatusReporter:
     """Holds a source's :class:`SourceStatus` and logs each change of state once.
 
@@ -129,23 +149,3 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.initial
-
-
-def is_live_device(device: Union[int, str, Path]) -> bool:
-    """True for a V4L2 camera (index, "2", "/dev/videoN"), False for a media file path."""
-    if isinstance(device, int):
-        return True
-    s = str(device).strip()
-    return s.isdigit() or s.startswith("/dev/")
-
-
-def make_frame_source(cfg: "CameraConfig") -> FrameSource:
-    """The source ``camera.device`` names: a live camera, or a media file at real-time pace
-    (``camera.realtime``/``camera.loop``) whose ``audio`` can stand in for the microphone."""
-    if is_live_device(cfg.device):
-        from dsrter.edge.sources.camera import CameraSource
-
-        return CameraSource(cfg)
-    from dsrter.edge.sources.media_file import MediaFileSource
-
-    return MediaFileSource(Path(str(cfg.device)), realtime=cfg.realtime, loop=cfg.loop)

@@ -29,8 +29,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from dsrter.edge.sources.microphone import TARGET_RATE, RingBuffer
-from dsrter.edge.sources.base import Frame, SourceStatus, StatusReporter
+from dsrter.edge.sources.base import TARGET_RATE, Frame, SourceStatus, StatusReporter
+from dsrter.edge.sources.ring_buffer import RingBuffer
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class MediaFileSource:
 
 
 class MediaAudio:
-    """A media file's audio track as an :class:`~dsrter.edge.sources.microphone.AudioSource`.
+    """A media file's audio track as an :class:`~dsrter.edge.sources.base.AudioSource`.
 
     Decoding is driven by ``latest()``: it decodes up to the owning source's clip time
     and returns audio ending exactly there. With no audio track ``has_audio`` is False,

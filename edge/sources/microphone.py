@@ -1,9 +1,9 @@
-"""Audio sources: the protocol, a thread-safe ring buffer and the live microphone.
+"""The live microphone as an audio source (protocol: :class:`~dsrter.edge.sources.base.AudioSource`).
 
 The microphone is read by a PortAudio callback (via ``sounddevice``) that only mixes to
 mono, resamples to 16 kHz when the device runs at another rate, and appends to a
 :class:`RingBuffer`; nothing ever does a blocking record. Consumers ask for the newest
-``seconds`` of audio with :meth:`AudioSource.latest`. A missing or unplugged microphone
+``seconds`` of audio with ``latest()``. A missing or unplugged microphone
 is a status (``missing``/``reopening``), retried with backoff: the daemon keeps running
 face-only.
 """
@@ -13,93 +13,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from dsrter.edge.config import MicrophoneConfig
-from dsrter.edge.sources.base import Backoff, SourceStatus, StatusReporter
+from dsrter.edge.sources.base import TARGET_RATE, Backoff, SourceStatus, StatusReporter
+from dsrter.edge.sources.ring_buffer import RingBuffer
 
 log = logging.getLogger(__name__)
 
-TARGET_RATE = 16000
 _EMPTY = np.zeros(0, dtype=np.float32)
-
-
-@runtime_checkable
-class AudioSource(Protocol):
-    """Where the speech stream takes its audio from (microphone or a media file's track)."""
-
-    sample_rate: int  # of what latest() returns: 16000
-    status: SourceStatus
-    overflows: int  # audio lost because the consumer side could not keep up (device overruns)
-
-    def start(self) -> None:
-        """Begin capturing; never raises for a missing device (see ``status``)."""
-
-    def stop(self) -> None:
-        """Stop capturing and release the device (idempotent)."""
-
-    def latest(self, seconds: float) -> tuple[np.ndarray, float]:
-        """The newest ``seconds`` of float32 mono audio at ``sample_rate`` and the stream time
-        (same clock as the frames: ``time.monotonic()`` live, clip seconds for a file) of its
-        last sample's end. Shorter (possibly empty) when less is buffered; never raises."""
-
-
-class RingBuffer:
-    """Fixed-capacity float32 sample ring; writers and readers may be on different threads."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity <= 0:
-            raise ValueError("capacity must be > 0")
-        self.capacity = int(capacity)
-        self._buf = np.zeros(self.capacity, dtype=np.float32)
-        self._pos = 0  # next write index
-        self._filled = 0
-        self.total_written = 0  # samples ever written (a stream position)
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self._filled
-
-    def write(self, samples: np.ndarray) -> None:
-        """Append samples (any float/int dtype, 1-D); the oldest are overwritten."""
-        x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        n = x.shape[0]
-        if n == 0:
-            return
-        with self._lock:
-            self.total_written += n
-            if n >= self.capacity:
-                self._buf[:] = x[-self.capacity:]
-                self._pos = 0
-                self._filled = self.capacity
-                return
-            end = self._pos + n
-            if end <= self.capacity:
-                self._buf[self._pos:end] = x
-            else:
-                k = self.capacity - self._pos
-                self._buf[self._pos:] = x[:k]
-                self._buf[: n - k] = x[k:]
-            self._pos = end % self.capacity
-            self._filled = min(self.capacity, self._filled + n)
-
-    def latest(self, n: int) -> np.ndarray:
-        """A copy of the newest ``min(n, len(self))`` samples, oldest first."""
-        with self._lock:
-            n = max(0, min(int(n), self._filled))
-            if n == 0:
-                return _EMPTY.copy()
-            start = (self._pos - n) % self.capacity
-            if start + n <= self.capacity:
-                return self._buf[start:start + n].copy()
-            return np.concatenate((self._buf[start:], self._buf[: self._pos]))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._pos = 0
-            self._filled = 0
 
 
 class Resampler:

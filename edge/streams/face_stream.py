@@ -1,9 +1,10 @@
 """The per-frame face stream: detect -> track -> crop + classify (batched) -> smooth -> fuse -> bus.
 
-One ``FramePipeline.process(frame)`` call per frame the loop gets; the loop always hands it
+One ``FaceStream.process(frame)`` call per frame the loop gets; the loop always hands it
 the newest frame, so frames the source replaced unread show up as gaps in ``Frame.index``
 and are counted in ``dropped``. Speech arrives from elsewhere (the speech worker) through
-``speech_state()``; the pipeline only reads it for fusion and offers ``attribution()`` back.
+``speech_state()``; the face stream only reads it for fusion and offers ``attribution()`` back
+(:mod:`dsrter.edge.app.wiring` connects the two).
 """
 
 from __future__ import annotations
@@ -12,19 +13,35 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
+from dsrter.edge.config import Config
 from dsrter.edge.infer.face_classifier import to_gray
-from dsrter.edge.sources.base import Frame
-from dsrter.edge.streams.fusion import Attributor, Fuser, LipMotion
+from dsrter.edge.infer.face_detector import Detection
 from dsrter.edge.labels import LABELS
+from dsrter.edge.sources.base import Frame
+from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
+from dsrter.edge.streams.fusion import Attributor, Fuser, LipMotion
 from dsrter.edge.streams.smoothing import Smoothed, TrackSmoothers
 from dsrter.edge.streams.tracker import Track, Tracker
 
 STAGES = ("detect", "track", "classify", "smooth", "attribute", "fuse", "total")
+
+
+class Detector(Protocol):
+    """What the face stream needs of :class:`~dsrter.edge.infer.face_detector.FaceDetector`."""
+
+    def detect(self, frame: np.ndarray, t: float = 0.0) -> list[Detection]: ...
+
+
+class FaceModel(Protocol):
+    """What the face stream needs of :class:`~dsrter.edge.infer.face_classifier.FaceClassifier`."""
+
+    def crop(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray: ...
+
+    def predict(self, crops_u8: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -58,10 +75,11 @@ def _norm_box(box: tuple[float, float, float, float], w: int, h: int) -> tuple[f
     return x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h
 
 
-class FramePipeline:
+class FaceStream:
     """Owns the tracker, per-track smoothers, lip-motion attribution and fusion of one stream."""
 
-    def __init__(self, bus: EventBus, detector=None, classifier=None, *, detect_every: int = 1,
+    def __init__(self, bus: EventBus, detector: Optional[Detector] = None, classifier: Optional[FaceModel] = None, *,
+                 detect_every: int = 1,
                  tracker: Optional[Tracker] = None, smoothers: Optional[TrackSmoothers] = None,
                  fuser: Optional[Fuser] = None, attributor: Optional[Attributor] = None,
                  speech_state: Optional[Callable[[], Optional[SpeechEvent]]] = None,
@@ -89,7 +107,8 @@ class FramePipeline:
         self._attr: tuple[Optional[int], str] = (None, "none")
 
     @classmethod
-    def from_config(cls, cfg, bus: EventBus, detector=None, classifier=None, **kw) -> "FramePipeline":
+    def from_config(cls, cfg: Config, bus: EventBus, detector: Optional[Detector] = None,
+                    classifier: Optional[FaceModel] = None, **kw) -> "FaceStream":
         """From the top-level Config (face.tracker, face.smoothing, fusion)."""
         return cls(bus, detector, classifier, detect_every=cfg.face.detect_every_n_frames,
                    tracker=Tracker(cfg.face.tracker.iou_threshold, cfg.face.tracker.max_missed_frames),

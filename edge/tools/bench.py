@@ -3,7 +3,7 @@ edge pipeline on real decoded video, side by side with the `fer` package's pipel
 
 What runs (all on this machine; every time figure is machine-dependent):
 
-* **ours** (in this process, as fast as the frames come): decode -> FramePipeline (BlazeFace
+* **ours** (in this process, as fast as the frames come): decode -> FaceStream (BlazeFace
   detector, tracker, crop + int8 face classifier, smoothing, lip-motion attribution, fusion, bus)
   -> ``draw_overlay``; the speech worker runs on its own thread on the clip's audio track, and an
   :class:`~dsrter.edge.sinks.mqtt.MqttSink` publishes to a mosquitto the bench starts on 127.0.0.1.
@@ -45,12 +45,23 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from dsrter.edge.tools.local_broker import BrokerError, LocalBroker
+from dsrter.edge.app.wiring import Streams
+from dsrter.edge.config import Config, load_config, parse_config
+from dsrter.edge.display.overlay import draw_overlay
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.face_detector import FaceDetector
 from dsrter.edge.infer.model_io import TFLiteModel, load_card
+from dsrter.edge.infer.speech_classifier import SpeechClassifier
+from dsrter.edge.sinks.mqtt import MqttSink
+from dsrter.edge.sources.base import Frame
+from dsrter.edge.sources.media_file import MediaFileSource
+from dsrter.edge.streams.events import EventBus
+from dsrter.edge.tools.checkout import checkout_dir
+from dsrter.edge.tools.local_broker import BrokerError, LocalBroker
+from dsrter.edge.tools.peer_pipeline import FerPeer, PeerUnavailable
 
 log = logging.getLogger("dsrter.bench")
 
-REPO = Path(__file__).resolve().parents[2]
 SIZE = (640, 480)
 ONE_FACE_CLIP = "clip03_face-happy_speech-happy.mp4"
 MOSAIC_CLIPS = ("clip00_face-angry_speech-disgust.mp4", "clip03_face-happy_speech-happy.mp4",
@@ -111,8 +122,12 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def shared_av_samples() -> Optional[Path]:
-    base = Path(os.environ.get("DSRTER_SHARED_DATA", REPO.parent / "shared" / "data"))
-    p = base / "av-samples"
+    """$DSRTER_SHARED_DATA/av-samples, else ../shared/data/av-samples beside the checkout; None if absent."""
+    repo = checkout_dir()
+    base = os.environ.get("DSRTER_SHARED_DATA") or (repo.parent / "shared" / "data" if repo else None)
+    if base is None:
+        return None
+    p = Path(base) / "av-samples"
     return p if (p / "manifest.csv").is_file() else None
 
 
@@ -203,8 +218,6 @@ class FrameFeed:
     audio track (an AudioSource for the speech worker)."""
 
     def __init__(self, clips: list[Path], mosaic: bool):
-        from dsrter.edge.sources.media_file import MediaFileSource
-
         self.clips = clips
         self.mosaic = mosaic
         self.sources = [MediaFileSource(c, realtime=False, loop=True) for c in (clips if mosaic else clips[:1])]
@@ -213,10 +226,8 @@ class FrameFeed:
         self.audio = self.sources[0].audio
         self.index = 0
 
-    def read(self):
+    def read(self) -> tuple[Frame, float]:
         import cv2
-
-        from dsrter.edge.sources.base import Frame
 
         t0 = time.perf_counter()
         frames = [s.read() for s in self.sources]
@@ -284,9 +295,11 @@ def make_stand_ins(what: list[str]) -> Path:
     need = [w for w in what if not (out / f"{w}_emotion.tflite").is_file() or not (out / f"{w}_emotion.json").is_file()]
     if not need:
         return out
-    tests = REPO / "tests"
-    if not (tests / "model_factory.py").is_file():
-        raise BenchError("the shipped models are missing and tests/model_factory.py is not there to make stand-ins")
+    repo = checkout_dir()
+    tests = repo / "tests" if repo else None
+    if tests is None or not (tests / "model_factory.py").is_file():
+        raise BenchError("the shipped models are missing, and tests/model_factory.py (in a source checkout installed "
+                         "with pip install -e) is not there to make stand-ins")
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
@@ -300,10 +313,12 @@ def make_stand_ins(what: list[str]) -> Path:
     return out
 
 
-def resolve_models(cfg) -> ModelSet:
+def resolve_models(cfg: Config) -> ModelSet:
+    repo = checkout_dir()
+
     def origin(p: Path) -> str:
         try:
-            inside = p.resolve().is_relative_to((REPO / "models").resolve())
+            inside = repo is not None and p.resolve().is_relative_to((repo / "models").resolve())
         except (OSError, ValueError):
             inside = False
         return "shipped (models/)" if inside else "configured"
@@ -583,10 +598,8 @@ class BenchOptions:
     pi_factor: float = DEFAULT_PI4_FACTOR
 
 
-def _bench_cfg(cfg, broker: Optional[LocalBroker], device: str):
+def _bench_cfg(cfg: Config, broker: Optional[LocalBroker], device: str) -> Config:
     """The user's config with the bench's MQTT (local broker, ~10 events/s per stream) and no files."""
-    from dsrter.edge.config import parse_config
-
     data = cfg.model_dump(mode="json")
     data["device_id"] = device
     m = data["mqtt"]
@@ -601,42 +614,26 @@ def _bench_cfg(cfg, broker: Optional[LocalBroker], device: str):
     return parse_config(data, env={})
 
 
-def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: BenchOptions,
+def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opts: BenchOptions,
              broker: Optional[LocalBroker], progress: Callable[[str], None]) -> dict[str, Any]:
-    from dsrter.edge.streams.events import EventBus
-    from dsrter.edge.infer.face_classifier import FaceClassifier
-    from dsrter.edge.infer.face_detector import FaceDetector
-    from dsrter.edge.streams.fusion import Attributor, LipMotion
-    from dsrter.edge.display.overlay import draw_overlay
-    from dsrter.edge.streams.face_stream import FramePipeline
-
     bcfg = _bench_cfg(cfg, broker, f"bench{'4' if mosaic else '1'}")
     bus = EventBus()
     det = FaceDetector(models.detector, cfg.face.min_detection_confidence, cfg.face.max_faces, mode="video")
     clf = TimedClassifier(FaceClassifier(models.face, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average))
     speech = worker = None
     if models.speech is not None:
-        from dsrter.edge.infer.speech_classifier import SpeechClassifier
-
         speech = TimedSpeech(SpeechClassifier(models.speech, threads=cfg.speech.threads,
                                               vad_threshold=cfg.speech.vad_threshold))
     capture_epoch = [time.time()]
     feed = FrameFeed(clips, mosaic)
-    pipe = FramePipeline.from_config(bcfg, bus, det, clf, attributor=Attributor(LipMotion()),
-                                     speech_state=lambda: worker.latest if worker else None,
-                                     event_clock=lambda: capture_epoch[0])
+    streams = Streams(bcfg, bus, det, clf, event_clock=lambda: capture_epoch[0])
+    pipe = streams.face
     sink = probe = None
     if broker is not None:
-        from dsrter.edge.sinks.mqtt import MqttSink
-
         sink = MqttSink(bcfg, bus, model_versions={"face": models.face.name})
         probe = PublishProbe(sink)
     if speech is not None:
-        from dsrter.edge.streams.smoothing import LabelSmoother
-        from dsrter.edge.streams.speech_stream import SpeechWorker
-
-        worker = SpeechWorker(feed.audio, speech, bus, LabelSmoother.from_config(cfg.speech.smoothing),
-                              hop_s=cfg.speech.hop_s, attribution=pipe.attribution, event_clock=time.time)
+        worker = streams.add_speech(feed.audio, speech, event_clock=time.time)
         worker.start()
     rows: dict[str, list[float]] = {k: [] for k in (
         "decode", "detect", "crop", "face_classify", "face_classify_per_face", "track_smooth_attribute", "fuse",
@@ -732,8 +729,6 @@ def run_ours(cfg, models: ModelSet, clips: list[Path], mosaic: bool, opts: Bench
 
 
 def run_peer(clips: list[Path], mosaic: bool, opts: BenchOptions, progress: Callable[[str], None]) -> dict[str, Any]:
-    from dsrter.edge.tools.peer_pipeline import FerPeer
-
     peer = FerPeer()
     feed = FrameFeed(clips, mosaic)
     rows: dict[str, list[float]] = {k: [] for k in ("decode", "detect", "crop", "face_classify",
@@ -1005,15 +1000,13 @@ def pick_clips(opts: BenchOptions, workdir: Path) -> tuple[dict[int, tuple[list[
 
 
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    from dsrter.edge.config import load_config, parse_config
-
     if opts.config is not None and Path(opts.config).is_file():
         cfg = load_config(opts.config)
         cfg_name = str(opts.config)
     elif opts.config is not None and Path(opts.config) != Path("config.yaml"):
         raise BenchError(f"{opts.config}: config file not found")
     else:
-        cfg = parse_config({}, base_dir=REPO)
+        cfg = parse_config({}, base_dir=checkout_dir() or Path.cwd())  # models/ of the checkout
         cfg_name = "built-in defaults (no config.yaml here)"
     report: dict[str, Any] = {
         "tool": "dsrter bench", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": cfg_name,
@@ -1052,8 +1045,6 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
             report["broker"] = "mosquitto on 127.0.0.1 (started by the bench)"
         peer_info = None
         if opts.peer:
-            from dsrter.edge.tools.peer_pipeline import FerPeer, PeerUnavailable
-
             try:
                 peer = FerPeer()
                 macs["peer"] = count_macs(peer.model_path)

@@ -28,15 +28,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-HELP = "install the systemd service: unit, system user (video+audio), /etc/dsrter/config.yaml"
+import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-UNIT_TEMPLATE = REPO / "systemd" / "dsrter.service"
-DEFAULT_CONFIG = REPO / "config.yaml"
+from dsrter.edge.config import ConfigError, parse_config
+from dsrter.edge.tools.checkout import checkout_dir
+
+UNIT_TEMPLATE = Path("systemd") / "dsrter.service"  # in the source folder, as are config.yaml and models/
+DEFAULT_CONFIG = Path("config.yaml")
 TEMPLATE_VENV = "/opt/dsrter/venv"
 SERVICE = "dsrter.service"
 USER = "dsrter"
@@ -49,23 +50,6 @@ u {USER} - "DSRTER edge daemon" {STATE_DIR} /usr/sbin/nologin
 m {USER} video
 m {USER} audio
 """
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", action="store_true", help="print every step and change nothing")
-    p.add_argument("--root", type=Path, default=Path("/"),
-                   help="install into this directory instead of / (files only; user and unit enabling act on it, "
-                        "nothing is started)")
-    p.add_argument("--venv", type=Path, default=Path(sys.prefix),
-                   help="virtual environment whose bin/dsrter the service runs")
-    p.add_argument("--config", type=Path, default=None,
-                   help="a config file to install as-is (validated); default: the repository's config.yaml "
-                        "adapted for the service")
-    p.add_argument("--models", type=Path, default=REPO / "models", help="folder with the .tflite models")
-    p.add_argument("--password-file", type=Path, default=None,
-                   help="file holding the MQTT password, copied to /etc/dsrter/mqtt_password (never printed)")
-    p.add_argument("--force", action="store_true", help="replace an existing /etc/dsrter/config.yaml (kept as .bak)")
-    p.add_argument("--start", action="store_true", help="(re)start the service after installing")
 
 
 # -- config rendering ---------------------------------------------------------------------------------
@@ -141,6 +125,11 @@ class Installer:
         self.dry = bool(args.dry_run)
         self.out = out
         self.n = 0
+        # systemd/dsrter.service, config.yaml and models/ come from the source folder: --source, else the
+        # folder this package was installed from (pip install -e /opt/dsrter)
+        self.source: Optional[Path] = Path(args.source) if args.source is not None else checkout_dir()
+        models = args.models if args.models is not None else (self.source / "models" if self.source else Path("models"))
+        self.models = Path(models)
 
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")
@@ -191,9 +180,11 @@ class Installer:
     def preflight(self) -> None:
         if not self.dry and not self.chroot and os.geteuid() != 0:
             raise SystemExit("dsrter install-service: run as root (sudo), or try --dry-run")
-        if not UNIT_TEMPLATE.is_file():
-            raise SystemExit(f"dsrter install-service: {UNIT_TEMPLATE} not found; run from a source checkout "
-                             "installed with pip install -e")
+        if self.source is None or not (self.source / UNIT_TEMPLATE).is_file():
+            where = f"{self.source / UNIT_TEMPLATE} not found" if self.source else \
+                "dsrter was not installed from a source folder"
+            raise SystemExit(f"dsrter install-service: {where}; pass --source with the folder that holds "
+                             f"{UNIT_TEMPLATE}, {DEFAULT_CONFIG} and models/ (the repository)")
         exe = Path(self.a.venv) / "bin" / "dsrter"
         if not exe.exists():
             msg = f"{exe} does not exist; pass --venv with the virtual environment dsrter is installed in"
@@ -219,17 +210,16 @@ class Installer:
 
     def config(self) -> None:
         self.step(f"configuration in {ETC_DIR}")
-        from dsrter.edge.config import ConfigError, parse_config
-        import yaml
-
         etc = self.path(ETC_DIR)
         self.mkdir(etc, 0o750, group=USER)
         if self.a.config is not None:
             text = Path(self.a.config).read_text()
             origin = str(self.a.config)
         else:
-            text = service_config(DEFAULT_CONFIG.read_text(), Path(self.a.models).resolve())
-            origin = f"{DEFAULT_CONFIG} (absolute model paths, spool in {STATE_DIR}, events file in {LOG_DIR})"
+            assert self.source is not None  # preflight
+            default = self.source / DEFAULT_CONFIG
+            text = service_config(default.read_text(), self.models.resolve())
+            origin = f"{default} (absolute model paths, spool in {STATE_DIR}, events file in {LOG_DIR})"
         try:
             cfg = parse_config(yaml.safe_load(text), source=f"{ETC_DIR}/config.yaml", base_dir=Path(ETC_DIR), env={})
         except (ConfigError, yaml.YAMLError) as exc:
@@ -274,13 +264,14 @@ class Installer:
         self.step(f"unit /etc/systemd/system/{SERVICE}")
         venv = Path(self.a.venv).absolute()
         protect = None
-        for p in (venv, Path(self.a.models).resolve()):
+        for p in (venv, self.models.resolve()):
             if str(p).startswith(("/home/", "/root/", "/run/user/")):
                 protect = "read-only"
                 self.out(f"    note: {p} is under a home folder: ProtectHome=read-only instead of yes "
                          "(install to /opt/dsrter to keep homes hidden from the service)")
                 break
-        text = render_unit(UNIT_TEMPLATE.read_text(), venv, protect)
+        assert self.source is not None  # preflight
+        text = render_unit((self.source / UNIT_TEMPLATE).read_text(), venv, protect)
         self.out(f"    ExecStart={venv}/bin/dsrter run --config {ETC_DIR}/config.yaml")
         self.write(self.path(f"/etc/systemd/system/{SERVICE}"), text, 0o644)
 
@@ -307,8 +298,3 @@ class Installer:
         self.out(f"  MQTT password: {ETC_DIR}/mqtt_password (mode 600), then: systemctl restart dsrter")
         if not self.a.start:
             self.out("  start: systemctl start dsrter     logs: journalctl -u dsrter -f     state: systemctl status dsrter")
-
-
-def main(args: argparse.Namespace) -> int:
-    Installer(args).all()
-    return 0
