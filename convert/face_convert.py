@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrter.convert.tflite_export import representative_from, to_tflite
 from dsrter.edge.labels import LABELS
-from dsrter.edge.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.fer_data import PRIVATE_TEST, TRAIN, load_fer
 from dsrter.train.ferplus import FerPlusError, load_ferplus
 
@@ -76,7 +77,6 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
         raise ValueError(f"mirror must be auto, on or off, not {mirror!r}")
     import torch
 
-    from dsrter.convert.tflite_export import representative_from, to_tflite
     from dsrter.train.face_model import count_params
     from dsrter.train.face_train import load_trained
 

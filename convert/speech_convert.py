@@ -21,14 +21,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
-from dsrter.edge.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file
 from dsrter.train.speech_data import build_windows, load_dataset
 from dsrter.train.speech_report import DEFAULT_LEVELS, expected_calibration_error, fit_temperature, gain_sweep, temperature_scale
+from dsrter.train.speech_prep import normalise_set, set_threads
 from dsrter.train.speech_train import (
     BaselineModel,
-    normalise_set,
     per_speaker,
     tflite_window_probs,
     window_and_clip_reports,
@@ -49,8 +49,6 @@ SPLIT_TEXT = {
 
 def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
     """Float (rep None) or full-int8 TFLite; representative samples follow the converted input order."""
-    from dsrter.convert.tflite_export import to_tflite
-
     if rep is None:
         return to_tflite(model)
 
@@ -62,8 +60,6 @@ def _convert(model, rep: list[dict[str, np.ndarray]] | None) -> bytes:
 
 
 def _input_order(model_bytes: bytes) -> list[str]:
-    from dsrter.edge.model_io import make_interpreter
-
     it = make_interpreter(model_bytes)
     names = []
     for d in it.get_input_details():
@@ -95,7 +91,7 @@ def _tensor_specs(m: TFLiteModel) -> tuple[list[dict], list[dict]]:
 def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 1) -> dict[str, float]:
     """Median / p90 milliseconds on one thread: the voice-activity model on one hop of new audio, and
     features + inference of one window."""
-    from dsrter.edge.speech_classifier import SpeechClassifier
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
 
     clf = SpeechClassifier(model_path, threads=1)
     clf.predict(audio_windows[0])  # warm up (openSMILE start, XNNPACK set-up)
@@ -212,8 +208,6 @@ def convert_speech(
     vad_model: str | Path = Path("models") / VAD_SPEC["model"],
 ) -> dict[str, Any]:
     """Convert, verify and write ``out`` (int8) + its card; returns the card."""
-    from dsrter.train.speech_train import set_threads
-
     set_threads(1)
     import tensorflow as tf
 
@@ -445,6 +439,6 @@ def build_card(info, recipe, stats, m_int8: TFLiteModel, out: Path, float_out: P
                                "windows, 'clip' their mean per clip",
                      "rows": baseline_rows},
         "retrain_with_teacher": _teacher_commands(info, data_args, out),
-        "usage": "dsrter.edge.speech_classifier.SpeechClassifier(path).predict(window) while make_vad() says speech; or "
+        "usage": "dsrter.edge.infer.speech_classifier.SpeechClassifier(path).predict(window) while make_vad() says speech; or "
                  "compute the inputs from recipe + normalisation and run the .tflite with any LiteRT interpreter",
     }

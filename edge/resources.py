@@ -19,9 +19,7 @@ SYSTEM_CONFIG = Path("/etc/dsrter/config.yaml")
 
 def shipped_root() -> Optional[Path]:
     """The folder holding the shipped ``config.yaml`` and ``models/``; None if neither is there."""
-    import dsrter.edge
-
-    pkg = Path(dsrter.edge.__file__).resolve().parent.parent
+    pkg = Path(__file__).resolve().parent.parent  # dsrter/ in a wheel; the checkout in a clone
     for root in (pkg / "shipped", pkg):  # a wheel; a clone or an editable install
         if (root / "config.yaml").is_file() or (root / "models").is_dir():
             return root

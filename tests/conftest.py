@@ -9,8 +9,8 @@ import pytest
 
 # openSMILE must be loaded before TensorFlow in one process (TF first corrupts openSMILE's heap on its
 # first call); some tests convert models with TensorFlow, others extract speech features.
-import dsrter.edge.speech_features  # noqa: F401,E402
-from dsrter.edge.local_broker import BrokerError, LocalBroker  # noqa: E402
+import dsrter.edge.infer.speech_features  # noqa: F401,E402
+from dsrter.edge.tools.local_broker import BrokerError, LocalBroker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DSRTER_SHARED_DATA", REPO.parent / "shared" / "data"))

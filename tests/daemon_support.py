@@ -34,7 +34,7 @@ def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
     """``dsrter run -c cfg`` with stderr in ``log`` (no DSRTER_* overrides from this environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DSRTER_", "NOTIFY_SOCKET", "WATCHDOG"))}
     env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2")
-    return subprocess.Popen([sys.executable, "-m", "dsrter.edge.cli", "run", "-c", str(cfg)],
+    return subprocess.Popen([sys.executable, "-m", "dsrter.edge.cli.main", "run", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)
 
 

@@ -101,7 +101,7 @@ def build_speech_tflite(recipe: dict | None = None, seed: int = 0) -> bytes:
     import tensorflow as tf
 
     if recipe is None:
-        from dsrter.edge.speech_features import default_recipe
+        from dsrter.edge.infer.speech_features import default_recipe
 
         recipe = default_recipe()
     tf.keras.utils.set_random_seed(seed)
@@ -135,7 +135,7 @@ def speech_card(recipe: dict) -> dict:
 @pytest.fixture(scope="session")
 def speech_model(request, tmp_path_factory, face_model) -> Path:
     """A test speech_emotion.tflite + card beside the test face model."""
-    from dsrter.edge.speech_features import default_recipe
+    from dsrter.edge.infer.speech_features import default_recipe
 
     recipe = default_recipe()
     data = _cached_bytes(request, tmp_path_factory, SPEECH_VERSION, "build_speech_tflite")

@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dsrter.edge.config import Config, parse_config
-from dsrter.edge.events import FaceEvent, FrameStats, FusedEvent, SpeechEvent
+from dsrter.edge.streams.events import FaceEvent, FrameStats, FusedEvent, SpeechEvent
 from dsrter.edge.labels import LABELS
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-try:  # openSMILE before anything loads TensorFlow (see edge/face_detector.py)
+try:  # openSMILE before anything loads TensorFlow (see edge/infer/face_detector.py)
     import opensmile  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
@@ -59,8 +59,8 @@ def cfg(face_model, speech_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def analysed(cfg, tmp_path_factory):
     """clip path -> summary, each clip analysed once per module (no annotated video: faster)."""
-    from dsrter.edge.analyze import analyze_clip
-    from dsrter.edge.daemon import load_models
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import load_models
 
     models = load_models(cfg[1])
     cache: dict[Path, dict] = {}
@@ -85,7 +85,7 @@ def test_cli_writes_every_output_and_the_video_keeps_its_audio(av_samples, cfg, 
 
     clip = clip_named(av_samples, "clip03")
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli", "analyze", str(clip), "--out", str(out),
+    p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "analyze", str(clip), "--out", str(out),
                         "-c", str(cfg[0])], capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-3000:]
     for name in ("annotated.mp4", "timeline.jsonl", "timeline.csv", "timeline.png", "summary.json"):
@@ -172,8 +172,8 @@ def test_a_file_without_audio(cfg, tmp_path, analysed):
     import av
     from mediagen import make_clip
 
-    from dsrter.edge.analyze import analyze_clip
-    from dsrter.edge.daemon import load_models
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import load_models
 
     clip = make_clip(tmp_path / "mute.mp4", width=320, height=240, fps=25, seconds=1.2, audio=None)
     models = load_models(cfg[1])
@@ -210,9 +210,9 @@ def test_labels_agree_with_the_clips_over_the_set(av_samples, analysed):
 
 
 def test_unreadable_clip_is_a_clear_error(cfg, tmp_path):
-    from dsrter.edge.analyze import analyze_clip
-    from dsrter.edge.daemon import Models
-    from dsrter.edge.media_source import MediaError
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import Models
+    from dsrter.edge.sources.media_file import MediaError
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)

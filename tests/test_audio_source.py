@@ -7,7 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from dsrter.edge.audio_source import AudioSource, MicSource, Resampler, RingBuffer
+from dsrter.edge.sources.base import AudioSource
+from dsrter.edge.sources.microphone import MicSource, Resampler
+from dsrter.edge.sources.ring_buffer import RingBuffer
 from dsrter.edge.config import MicrophoneConfig
 
 

@@ -16,7 +16,7 @@ SHIPPED = all((REPO / "models" / f).is_file() for f in ("face_emotion.tflite", "
 
 def dsrter(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DSRTER_CONFIG"}
-    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli", *args], cwd=cwd, env=env, timeout=timeout, capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", *args], cwd=cwd, env=env, timeout=timeout, capture_output=True, text=True, check=False)
 
 
 def one_clear_line(r: subprocess.CompletedProcess, *needles: str) -> str:
@@ -61,7 +61,7 @@ def test_run_with_an_unplayable_camera_file_stops_at_once(tmp_path: Path, kind: 
 
 
 def test_is_live_device_keeps_dev_paths_as_retried_cameras():
-    from dsrter.edge.cmd_run import _unplayable_camera_file
+    from dsrter.edge.cli.run import _unplayable_camera_file
     from dsrter.edge.config import parse_config
 
     for device in ("/dev/video9", 3, "7"):

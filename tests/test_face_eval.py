@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="models/face_emotion
 
 
 def eval_face(npz: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli", "eval", "face", "--data", str(npz), "--model", str(MODEL),
+    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "eval", "face", "--data", str(npz), "--model", str(MODEL),
                            "--no-peer", "--corruptions", "none", "--json", str(out / "eval.json")],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
 

@@ -35,8 +35,8 @@ def test_annotation_fits_the_clip(clip):
 
 
 def test_shipped_pipeline_on_annotated_faces(clip):
-    from dsrter.edge.face_classifier import FaceClassifier
-    from dsrter.edge.face_detector import FaceDetector
+    from dsrter.edge.infer.face_classifier import FaceClassifier
+    from dsrter.edge.infer.face_detector import FaceDetector
 
     ann = json.loads(ANNOTATION.read_text())
     s = summary(check(clip, FaceDetector(REPO / "models" / "face_detection_short_range.tflite"), FaceClassifier(MODEL), ann))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsrter.edge.face_classifier import FaceClassifier
-from dsrter.edge.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 MODEL = MODELS / "face_emotion.tflite"

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsrter.edge.face_classifier import FaceClassifier  # noqa: E402
-from dsrter.edge.model_io import ModelError, TFLiteModel  # noqa: E402
+from dsrter.edge.infer.face_classifier import FaceClassifier  # noqa: E402
+from dsrter.edge.infer.model_io import ModelError, TFLiteModel  # noqa: E402
 from dsrter.train.face_model import FaceNetSpec, HybridFaceNet  # noqa: E402
 from dsrter.train.face_train import FaceTrainConfig, normalise, to_input, train_face, train_step  # noqa: E402
 from face_fixtures import synthetic_faces, write_csv, write_folder, write_npz  # noqa: E402

@@ -28,8 +28,8 @@ from mqtt_support import Collector, face, mqtt_cfg
 
 from conftest import make_broker
 from dsrter.edge.config import CameraConfig, MicrophoneConfig, parse_config
-from dsrter.edge.events import EventBus, FaceEvent, SpeechEvent
-from dsrter.edge.model_io import ModelError
+from dsrter.edge.streams.events import EventBus, FaceEvent, SpeechEvent
+from dsrter.edge.infer.model_io import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def wait_until(pred, timeout: float, step: float = 0.02) -> bool:
 
 
 def test_broker_killed_three_times_under_a_steady_stream_loses_no_event(tmp_path):
-    from dsrter.edge.mqtt_sink import MqttSink
+    from dsrter.edge.sinks.mqtt import MqttSink
 
     # Persistence saved on every change, so the collector's session and queue survive a SIGKILL.
     broker = make_broker(tmp_path / "b", extra_conf=f"persistence true\npersistence_location {tmp_path / 'b'}/\n"
@@ -117,7 +117,7 @@ def test_broker_killed_three_times_under_a_steady_stream_loses_no_event(tmp_path
 def _face_frame(w: int, h: int) -> np.ndarray:
     import cv2
 
-    from dsrter.edge.bench import sample_face_image
+    from dsrter.edge.tools.bench import sample_face_image
 
     face_img = sample_face_image()
     assert face_img is not None, "matplotlib's sample photograph is missing"
@@ -199,8 +199,8 @@ class ScriptedCapture:
 
 @pytest.fixture(scope="module")
 def face_models(face_model):  # noqa: F811
-    from dsrter.edge.face_classifier import FaceClassifier
-    from dsrter.edge.face_detector import FaceDetector
+    from dsrter.edge.infer.face_classifier import FaceClassifier
+    from dsrter.edge.infer.face_detector import FaceDetector
 
     det = FaceDetector(face_model.parent / "face_detection_short_range.tflite", mode="video")
     yield det, FaceClassifier(face_model)
@@ -208,9 +208,9 @@ def face_models(face_model):  # noqa: F811
 
 
 def test_camera_errors_empty_frames_and_a_resolution_change_through_the_pipeline(face_models):
-    from dsrter.edge.camera_source import CameraSource
-    from dsrter.edge.overlay import draw_overlay
-    from dsrter.edge.pipeline import FramePipeline
+    from dsrter.edge.sources.camera import CameraSource
+    from dsrter.edge.display.overlay import draw_overlay
+    from dsrter.edge.streams.face_stream import FaceStream
 
     det, clf = face_models
     cam = ScriptedCamera([("frame640", 40), ("raise", 6), ("empty", 5), ("none", 5), ("frame640", 20),
@@ -221,7 +221,7 @@ def test_camera_errors_empty_frames_and_a_resolution_change_through_the_pipeline
     bus = EventBus()
     faces: list[FaceEvent] = []
     bus.subscribe(lambda e: faces.append(e) if isinstance(e, FaceEvent) else None)
-    pipe = FramePipeline(bus, det, clf)
+    pipe = FaceStream(bus, det, clf)
     sizes: dict[tuple[int, int], int] = {}
     ids_by_size: dict[tuple[int, int], set] = {}
     states = set()
@@ -273,7 +273,7 @@ class FlakyMic:
         pass
 
     def __init__(self):
-        from dsrter.edge.bench import _speechlike
+        from dsrter.edge.tools.bench import _speechlike
 
         self.present = True
         self.audio = _speechlike(8.0, 16000, np.random.default_rng(3))
@@ -325,10 +325,10 @@ class _FlakyStream:
 
 
 def test_mic_overflow_underflow_and_unplug_keep_the_speech_stream_alive(speech_model):  # noqa: F811
-    from dsrter.edge.audio_source import MicSource
-    from dsrter.edge.smoothing import LabelSmoother
-    from dsrter.edge.speech_classifier import SpeechClassifier
-    from dsrter.edge.speech_worker import SpeechWorker
+    from dsrter.edge.sources.microphone import MicSource
+    from dsrter.edge.streams.smoothing import LabelSmoother
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
+    from dsrter.edge.streams.speech_stream import SpeechWorker
 
     sd = FlakyMic()
     mic = MicSource(MicrophoneConfig(reopen_initial_s=0.1, reopen_max_s=0.2, buffer_s=4.0), sd=sd, stall_s=0.5)
@@ -409,7 +409,7 @@ def _damaged_copy(tmp: Path, src: Path, how: str) -> Path:
 @pytest.mark.parametrize("role", ["detector", "face", "speech"])
 @pytest.mark.parametrize("how", ["truncated", "zeroed", "flipped", "bad-card", "no-card"])
 def test_damaged_models_give_a_clear_error_naming_the_file(tmp_path, face_model, speech_model, role, how):  # noqa: F811
-    from dsrter.edge.daemon import load_models
+    from dsrter.edge.app.daemon import load_models
 
     detector = face_model.parent / "face_detection_short_range.tflite"
     paths = {"detector": detector, "face": face_model, "speech": speech_model}
@@ -437,7 +437,7 @@ def test_damaged_models_give_a_clear_error_naming_the_file(tmp_path, face_model,
 
 
 def _dsrter(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
 
 
@@ -480,7 +480,7 @@ def test_config_errors_stop_run_and_check_config_with_exit_2_naming_the_key(tmp_
 
 @pytest.fixture(scope="module")
 def face_clip(tmp_path_factory) -> Path:
-    from dsrter.edge.bench import make_bench_clip
+    from dsrter.edge.tools.bench import make_bench_clip
 
     return make_bench_clip(tmp_path_factory.mktemp("clip") / "face.mp4", seconds=3.0)
 
@@ -509,7 +509,7 @@ def test_sigterm_under_heavy_load_exits_0_within_the_stop_timeout_and_publishes_
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(0.5)
-    proc = subprocess.Popen([sys.executable, "-m", "dsrter.edge.cli", "run", "-c", str(cfg)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "dsrter.edge.cli.main", "run", "-c", str(cfg)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "NOTIFY_SOCKET": str(sock_path)})
     try:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from dsrter.edge.config import OverlayConfig
-from dsrter.edge.display import DisplayError, FramebufferDisplay, NullDisplay, VideoFileDisplay, make_display
-from dsrter.edge.framebuffer import Framebuffer, FramebufferError
+from dsrter.edge.display.backends import DisplayError, FramebufferDisplay, NullDisplay, VideoFileDisplay, make_display
+from dsrter.edge.display.framebuffer import Framebuffer, FramebufferError
 
 
 def fake_fb(tmp_path: Path, width: int, height: int, bpp: int, stride: int | None = None, modes: str | None = None,
@@ -150,7 +150,7 @@ def test_fast_packing_matches_the_bitfield_formula(tmp_path, bpp):
 
 
 def test_kernel_bitfields_other_channel_order(tmp_path):
-    from dsrter.edge.framebuffer import Channel, PixelFormat
+    from dsrter.edge.display.framebuffer import Channel, PixelFormat
 
     dev, sysfs, _ = fake_fb(tmp_path, 2, 1, 32)
     fb = Framebuffer(dev, sysfs)

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dsrter.edge.events import FaceEvent, SpeechEvent
-from dsrter.edge.fusion import Attributor, Fuser, LipMotion, decay
+from dsrter.edge.streams.events import FaceEvent, SpeechEvent
+from dsrter.edge.streams.fusion import Attributor, Fuser, LipMotion, decay
 from dsrter.edge.labels import LABEL_INDEX
-from dsrter.edge.tracker import Track
+from dsrter.edge.streams.tracker import Track
 
 
 def probs(name: str, p: float = 0.8) -> np.ndarray:

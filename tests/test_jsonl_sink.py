@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from dsrter.edge.config import EventsFileConfig
-from dsrter.edge.events import EventBus
-from dsrter.edge.jsonl_sink import JsonlSink
+from dsrter.edge.streams.events import EventBus
+from dsrter.edge.sinks.jsonl import JsonlSink
 
 from mqtt_support import EMOTION, FACE, SPEECH, check, face, frame, fused, speech
 

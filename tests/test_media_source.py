@@ -9,9 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from dsrter.edge.audio_source import AudioSource
-from dsrter.edge.frames import FrameSource
-from dsrter.edge.media_source import MediaError, MediaFileSource
+from dsrter.edge.sources.base import AudioSource, FrameSource
+from dsrter.edge.sources.media_file import MediaError, MediaFileSource
 from mediagen import gray_level, make_clip, rms
 
 
@@ -84,7 +83,7 @@ def test_audio_tracks_video_time_in_fast_mode(clips):
 
 
 def test_file_without_audio_track(clips, caplog):
-    with caplog.at_level(logging.INFO, logger="dsrter.edge.media_source"):
+    with caplog.at_level(logging.INFO, logger="dsrter.edge.sources.media_file"):
         src = MediaFileSource(clips["silent"], realtime=False)
         src.open()
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_broker
-from dsrter.edge.events import EventBus
-from dsrter.edge.mqtt_sink import MqttSink, MqttSinkError
+from dsrter.edge.streams.events import EventBus
+from dsrter.edge.sinks.mqtt import MqttSink, MqttSinkError
 
 from mqtt_support import Collector, face, mqtt_cfg
 

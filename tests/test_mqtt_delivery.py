@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 from conftest import make_broker
-from dsrter.edge.events import EventBus
-from dsrter.edge.mqtt_sink import MqttSink
+from dsrter.edge.streams.events import EventBus
+from dsrter.edge.sinks.mqtt import MqttSink
 
 from mqtt_support import Collector, face, mqtt_cfg
 
@@ -155,8 +155,8 @@ def test_buffer_is_bounded_oldest_dropped_first_and_counted(tmp_path):
 CHILD = r"""
 import json, signal, sys, time
 from dsrter.edge.config import parse_config
-from dsrter.edge.events import EventBus, FaceEvent
-from dsrter.edge.mqtt_sink import MqttSink
+from dsrter.edge.streams.events import EventBus, FaceEvent
+from dsrter.edge.sinks.mqtt import MqttSink
 import numpy as np
 
 mode, cfg_json = sys.argv[1], sys.argv[2]

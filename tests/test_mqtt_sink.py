@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from dsrter.edge.events import EventBus
+from dsrter.edge.streams.events import EventBus
 from dsrter.edge.labels import LABELS
-from dsrter.edge.mqtt_sink import EventPolicy, MqttSink
-from dsrter.edge.stats import PipelineStats
+from dsrter.edge.sinks.mqtt import EventPolicy, MqttSink
+from dsrter.edge.sinks.stats import PipelineStats
 
 from mqtt_support import (EMOTION, FACE, FACE_ENTRY, FACE_STATE, SPEECH, STATS, Collector, check, face, frame,
                           fused, mqtt_cfg, speech)

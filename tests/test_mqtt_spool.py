@@ -8,12 +8,13 @@ import logging
 import numpy as np
 import pytest
 
-from dsrter.edge import event_spool
+from dsrter.edge.sinks import spool as event_spool
 from dsrter.edge.config import MqttConfig
-from dsrter.edge.credentials import CredentialError, Secret, mqtt_password, read_secret_file
-from dsrter.edge.event_spool import EventEncoder, EventSpool, dumps, iso_utc
-from dsrter.edge.events import EventBus
-from dsrter.edge.stats import PipelineStats, percentile, status_line
+from dsrter.edge.sinks.credentials import CredentialError, Secret, mqtt_password, read_secret_file
+from dsrter.edge.sinks.envelope import EventEncoder, dumps, iso_utc
+from dsrter.edge.sinks.spool import EventSpool
+from dsrter.edge.streams.events import EventBus
+from dsrter.edge.sinks.stats import PipelineStats, percentile, status_line
 
 from mqtt_support import face, frame
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from dsrter.edge.notify import Notifier, watchdog_interval
+from dsrter.edge.app.notify import Notifier, watchdog_interval
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_abstract_socket(monkeypatch):
 
 def test_from_another_process_like_the_daemon(notify_socket):
     path, s = notify_socket
-    code = ("from dsrter.edge.notify import Notifier; n = Notifier(); "
+    code = ("from dsrter.edge.app.notify import Notifier; n = Notifier(); "
             "n.ready('models loaded'); n.watchdog(); n.status('29.0 fps, 1 face')")
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "NOTIFY_SOCKET": path}, check=True, timeout=30)
     assert recv_all(s, 3) == ["READY=1\nSTATUS=models loaded", "WATCHDOG=1", "STATUS=29.0 fps, 1 face"]

@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dsrter.edge.events import FaceEvent, FusedEvent, SpeechEvent
+from dsrter.edge.streams.events import FaceEvent, FusedEvent, SpeechEvent
 from dsrter.edge.labels import LABELS
-from dsrter.edge.overlay import DIM_BG, EMOTION_BGR, draw_overlay, emotion_color, to_bgr
+from dsrter.edge.display.image import to_bgr
+from dsrter.edge.display.overlay import DIM_BG, EMOTION_BGR, draw_overlay, emotion_color
 
 
 def scores(label, conf):

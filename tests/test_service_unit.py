@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsrter.edge import cmd_install_service as inst
+from dsrter.edge.cli import install_service as install_cli
+from dsrter.edge.tools import install_service as inst
 from dsrter.edge.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
 
 def args_for(root: Path, *extra: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    inst.add_arguments(p)
+    install_cli.add_arguments(p)
     return p.parse_args(["--root", str(root), "--venv", str(VENV), *extra])
 
 

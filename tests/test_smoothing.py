@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsrter.edge.labels import LABEL_INDEX
-from dsrter.edge.smoothing import LabelSmoother, TrackSmoothers
+from dsrter.edge.streams.smoothing import LabelSmoother, TrackSmoothers
 
 
 def onehot(name: str, p: float = 0.9) -> np.ndarray:

@@ -30,18 +30,18 @@ SIZE = (320, 240)
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # ~1-2 min on an idle 2-core machine; generous for a shared, busy one
 def test_soak_20000_frames_no_memory_thread_or_fd_growth(tmp_path, mqtt_broker, face_model, speech_model):  # noqa: F811
-    from dsrter.edge.bench import make_bench_clip
-    from dsrter.edge.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
-    from dsrter.edge.face_classifier import FaceClassifier
-    from dsrter.edge.face_detector import FaceDetector
-    from dsrter.edge.fusion import Attributor, LipMotion
-    from dsrter.edge.media_source import MediaFileSource
-    from dsrter.edge.mqtt_sink import MqttSink
-    from dsrter.edge.overlay import draw_overlay
-    from dsrter.edge.pipeline import FramePipeline
-    from dsrter.edge.smoothing import LabelSmoother
-    from dsrter.edge.speech_classifier import SpeechClassifier
-    from dsrter.edge.speech_worker import SpeechWorker
+    from dsrter.edge.tools.bench import make_bench_clip
+    from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
+    from dsrter.edge.infer.face_classifier import FaceClassifier
+    from dsrter.edge.infer.face_detector import FaceDetector
+    from dsrter.edge.streams.fusion import Attributor, LipMotion
+    from dsrter.edge.sources.media_file import MediaFileSource
+    from dsrter.edge.sinks.mqtt import MqttSink
+    from dsrter.edge.display.overlay import draw_overlay
+    from dsrter.edge.streams.face_stream import FaceStream
+    from dsrter.edge.streams.smoothing import LabelSmoother
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
+    from dsrter.edge.streams.speech_stream import SpeechWorker
 
     assert FRAMES >= 20000 or os.environ.get("DSRTER_SOAK_FRAMES"), "the soak runs at least 20,000 frames"
     clip = make_bench_clip(tmp_path / "soak.mp4", seconds=4.0, fps=30, size=SIZE)
@@ -65,7 +65,7 @@ def test_soak_20000_frames_no_memory_thread_or_fd_growth(tmp_path, mqtt_broker, 
     src = MediaFileSource(clip, realtime=False, loop=True)
     src.open()
     worker = None
-    pipe = FramePipeline(bus, det, clf, detect_every=DETECT_EVERY, attributor=Attributor(LipMotion()),
+    pipe = FaceStream(bus, det, clf, detect_every=DETECT_EVERY, attributor=Attributor(LipMotion()),
                          speech_state=lambda: worker.latest if worker else None, event_clock=time.time)
     worker = SpeechWorker(src.audio, SpeechClassifier(speech_model), bus, LabelSmoother(), hop_s=0.5,
                           attribution=pipe.attribution, event_clock=time.time)

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from dsrter.edge.camera_source import CameraSource
+from dsrter.edge.sources.camera import CameraSource
 from dsrter.edge.config import CameraConfig
-from dsrter.edge.frames import Backoff, Frame, FrameSource, SourceStatus, StatusReporter, is_live_device, make_frame_source
+from dsrter.edge.sources.base import Backoff, Frame, FrameSource, SourceStatus, StatusReporter
+from dsrter.edge.sources.factory import is_live_device, make_frame_source
 
 
 def wait_for(pred, timeout=3.0, step=0.01):
@@ -102,7 +103,7 @@ def test_live_device_detection_and_factory(tmp_path):
     assert is_live_device(0) and is_live_device("2") and is_live_device("/dev/video0")
     assert not is_live_device(str(tmp_path / "clip.mp4"))
     assert isinstance(make_frame_source(cfg(device="/dev/video0")), CameraSource)
-    from dsrter.edge.media_source import MediaFileSource
+    from dsrter.edge.sources.media_file import MediaFileSource
 
     src = make_frame_source(cfg(device=str(tmp_path / "clip.mp4"), realtime=False, loop=True))
     assert isinstance(src, MediaFileSource) and not src.realtime and src.loop
@@ -135,7 +136,7 @@ def test_camera_delivers_newest_frame_and_counts_drops():
 def test_camera_unplugged_mid_stream_reopens_with_backoff(caplog):
     cam = FakeCamera(period=0.003)
     src = CameraSource(cfg(), capture_factory=cam.factory, stall_s=0.1)
-    with caplog.at_level(logging.INFO, logger="dsrter.edge.camera_source"):
+    with caplog.at_level(logging.INFO, logger="dsrter.edge.sources.camera"):
         src.open()
         try:
             assert src.read(timeout=1.0) is not None
@@ -214,7 +215,7 @@ def test_read_with_timeout_waits_at_most_timeout():
 def test_opencv_capture_opens_by_index_and_applies_the_config(monkeypatch):
     import cv2
 
-    from dsrter.edge import camera_source
+    from dsrter.edge.sources import camera as camera_source
 
     opened = []
 

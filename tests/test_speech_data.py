@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, label_index
 from dsrter.train import speech_data as sd
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dsrter.edge.speech_features  # noqa: F401  (openSMILE before TensorFlow)
+import dsrter.edge.infer.speech_features  # noqa: F401  (openSMILE before TensorFlow)
 from test_speech_data import synth_voice, write_ravdess
 from test_speech_model import dsrter
 
@@ -63,7 +63,7 @@ def test_distill_then_speech_model_end_to_end(tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["model"]["embedding"]["used"] is True
     assert "wav2vec2" in card["model"]["embedding"]["teacher"]
-    from dsrter.edge.speech_classifier import SpeechClassifier
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
 
     clf = SpeechClassifier(out)
     assert all(np.dtype(d["dtype"]) == np.int8 for d in clf.model.inputs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from test_speech_data import synth_voice
 
 RECIPE = sf_.default_recipe()

@@ -1,7 +1,7 @@
 """Train -> convert -> device classifier -> eval, end to end on tiny fixtures in the real layouts.
 
 TensorFlow work runs in `dsrter` subprocesses (as a user runs it), which also keeps TensorFlow out of
-the test process (openSMILE must be loaded before it; see edge/speech_features.py)."""
+the test process (openSMILE must be loaded before it; see edge/infer/speech_features.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
-from dsrter.edge.model_io import ModelError, TFLiteModel
-from dsrter.edge.speech_classifier import SpeechClassifier
+from dsrter.edge.infer.model_io import ModelError, TFLiteModel
+from dsrter.edge.infer.speech_classifier import SpeechClassifier
 from test_speech_data import synth_voice, write_cremad, write_ravdess
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def dsrter(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from dsrter.edge.model_io import TFLiteModel, sha256_file
+from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.speech_data import load_dataset
 from dsrter.train.speech_report import gain_sweep, split_report, window_probs
 

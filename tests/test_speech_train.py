@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import dsrter.edge.speech_features  # noqa: F401  (openSMILE before TensorFlow)
+import dsrter.edge.infer.speech_features  # noqa: F401  (openSMILE before TensorFlow)
 from dsrter.edge.labels import NUM_CLASSES
-from dsrter.train.speech_train import class_weights, spec_augment
+from dsrter.train.speech_prep import spec_augment
+from dsrter.train.speech_train import class_weights
 
 
 def test_class_weights_balance_and_absent_classes():
@@ -27,7 +28,7 @@ def test_spec_augment_masks_bands():
 
 @pytest.mark.slow
 def test_a_few_training_steps_lower_the_loss():
-    from dsrter.train.speech_train import set_threads
+    from dsrter.train.speech_prep import set_threads
 
     set_threads(1)
     import keras

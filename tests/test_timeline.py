@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from dsrter.edge.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
+from dsrter.edge.streams.events import EventBus, FaceEvent, FrameStats, FusedEvent, SpeechEvent
 from dsrter.edge.labels import LABELS
-from dsrter.edge.timeline import CSV_COLUMNS, TimelineRecorder
+from dsrter.edge.display.timeline import CSV_COLUMNS, TimelineRecorder
 
 
 def sc(label, conf):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dsrter.edge.face_detector import Detection
-from dsrter.edge.tracker import Tracker, iou
+from dsrter.edge.infer.face_detector import Detection
+from dsrter.edge.streams.tracker import Tracker, iou
 
 
 def det(x: float, y: float, s: float = 100.0) -> Detection:

@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from dsrter.edge.events import EventBus
-from dsrter.edge.face_detector import Detection
-from dsrter.edge.frames import Frame
+from dsrter.edge.streams.events import EventBus
+from dsrter.edge.infer.face_detector import Detection
+from dsrter.edge.sources.base import Frame
 from dsrter.edge.labels import LABELS
-from dsrter.edge.pipeline import FramePipeline
-from dsrter.edge.tracker import Tracker
+from dsrter.edge.streams.face_stream import FaceStream
+from dsrter.edge.streams.tracker import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = (200.0, 120.0, 100.0, 100.0)
@@ -88,7 +88,7 @@ class Scripted:
 
 def test_smoothed_label_does_not_pass_to_the_next_person():
     fake = Scripted()
-    pipe = FramePipeline(EventBus(), fake, fake, detect_every=1)
+    pipe = FaceStream(EventBus(), fake, fake, detect_every=1)
     for i in range(10):
         res = pipe.process(Frame(scene(0), i / 30, i))
     assert [f.label for f in res.faces] == ["sad"]
@@ -101,8 +101,8 @@ def test_smoothed_label_does_not_pass_to_the_next_person():
 
 def test_real_clip_no_track_spans_the_scene_cut(av_samples):
     """real-footage-hamilton.mp4 cuts from the performer to the audience at 7.88 s; no id lives on both sides."""
-    from dsrter.edge.face_detector import FaceDetector
-    from dsrter.edge.media_source import MediaFileSource
+    from dsrter.edge.infer.face_detector import FaceDetector
+    from dsrter.edge.sources.media_file import MediaFileSource
 
     clip = av_samples / "real-footage-hamilton.mp4"
     if not clip.is_file():

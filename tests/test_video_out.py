@@ -6,11 +6,11 @@ import av
 import numpy as np
 import pytest
 
-from dsrter.edge.events import FaceEvent
+from dsrter.edge.streams.events import FaceEvent
 from dsrter.edge.labels import LABELS
-from dsrter.edge.media_source import MediaFileSource
-from dsrter.edge.overlay import draw_overlay
-from dsrter.edge.video_out import AnnotatedVideoWriter
+from dsrter.edge.sources.media_file import MediaFileSource
+from dsrter.edge.display.overlay import draw_overlay
+from dsrter.edge.display.video_writer import AnnotatedVideoWriter
 from mediagen import make_clip, rms
 
 

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from dsrter.edge.model_io import ModelError
-from dsrter.edge.voice_activity import SileroVad
+from dsrter.edge.infer.model_io import ModelError
+from dsrter.edge.infer.voice_activity import SileroVad
 from dsrter.train import vad_eval
 from dsrter.train.speech_data import load_dataset, read_audio
 

@@ -22,8 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.train.speech_data import SpeechItem, WindowSettings, build_windows, read_audio, recipe_key
+from dsrter.train.speech_prep import load_corpora, normalise_set, set_threads, spec_augment, split_items
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,6 @@ def _project(x: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
 
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Extract teacher embeddings, train the student, write ``student.keras`` + ``student.json``."""
-    from dsrter.train.speech_train import (
-        load_corpora, normalise_set, set_threads, spec_augment, split_items)
-
     set_threads(cfg.threads)
     import keras
 

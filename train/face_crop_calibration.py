@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dsrter.edge.face_detector import FaceDetector
+from dsrter.edge.infer.face_detector import FaceDetector
 from dsrter.train.fer_data import TRAIN, load_fer
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dsrter.edge.face_classifier import FaceClassifier
-from dsrter.edge.model_io import TFLiteModel
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.model_io import TFLiteModel
 from dsrter.train.face_corruptions import EVAL_CORRUPTIONS, EvalCorruption, corrupt_set
 from dsrter.train.face_eval_sets import FER, FERPLUS, Scoring, build_scoring
 from dsrter.train.fer_data import load_fer

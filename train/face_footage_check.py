@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.face_detector import FaceDetector
+from dsrter.edge.infer.model_io import ModelError
 from dsrter.edge.labels import LABELS
-from dsrter.edge.tracker import iou
+from dsrter.edge.sources.media_file import MediaError, MediaFileSource
+from dsrter.edge.streams.tracker import iou
 
 MIN_IOU = 0.25
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +56,6 @@ def match(boxes: list, detections: list) -> list[int | None]:
 
 def annotated_frames(clip: Path, times: list[float]) -> list[tuple[float, np.ndarray]]:
     """The first decoded frame at or after each time (clip time, as the daemon decodes it)."""
-    from dsrter.edge.media_source import MediaFileSource
 
     src = MediaFileSource(clip, realtime=False)
     src.open()
@@ -108,10 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=REPO / "models" / "face_emotion.tflite")
     p.add_argument("--detector", type=Path, default=REPO / "models" / "face_detection_short_range.tflite")
     args = p.parse_args(argv)
-    from dsrter.edge.face_classifier import FaceClassifier
-    from dsrter.edge.face_detector import FaceDetector
-    from dsrter.edge.media_source import MediaError
-    from dsrter.edge.model_io import ModelError
 
     try:
         annotation = json.loads(args.annotation.read_text())

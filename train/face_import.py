@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrter.edge.model_io import ModelError, TFLiteModel, load_card, sha256_file
+from dsrter.edge.infer.model_io import ModelError, TFLiteModel, load_card, sha256_file
 
 log = logging.getLogger(__name__)
 

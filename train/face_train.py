@@ -19,6 +19,7 @@ from tqdm import tqdm
 from dsrter.edge.labels import NUM_CLASSES
 from dsrter.train.face_augment import augment_faces
 from dsrter.train.face_corruptions import corrupt_batch
+from dsrter.train.face_import import unfold_batchnorm
 from dsrter.train.face_model import FaceNetSpec, HybridFaceNet, count_params
 from dsrter.train.fer_data import PUBLIC_TEST, TRAIN, load_fer
 from dsrter.train.ferplus import load_ferplus
@@ -191,8 +192,6 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     if init:
         model.load_state_dict(init["model"])
         if init.get("batchnorm_folded"):
-            from dsrter.train.face_import import unfold_batchnorm
-
             sample = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:1024]
             unfold_batchnorm(model, normalise(to_input(x_tr[sample])))
             log.info("imported weights: BatchNorm statistics re-measured on %d Training faces", len(sample))

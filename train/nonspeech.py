@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, lfilter
 
-from dsrter.edge.speech_features import to_mono_16k
+from dsrter.edge.infer.speech_features import to_mono_16k
 
 SR = 16000
 SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"))

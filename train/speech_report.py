@@ -12,9 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge.model_io import TFLiteModel, load_card
+from dsrter.edge.infer.model_io import TFLiteModel, load_card
 from dsrter.train.speech_data import SpeechItem, WindowSet, build_windows
-from dsrter.train.speech_train import normalise_set, per_speaker, tflite_window_probs, window_and_clip_reports
+from dsrter.train.speech_prep import normalise_set
+from dsrter.train.speech_train import per_speaker, tflite_window_probs, window_and_clip_reports
 
 DEFAULT_LEVELS = ("0", "-10", "-20", "-30", "peak")
 

@@ -27,19 +27,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dsrter.edge import speech_features as sf_
+from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.train.metrics import classification_report
+from dsrter.train.distill import DistillConfig, distill, load_student
 from dsrter.train.speech_data import (
     SpeechDataset,
     SpeechItem,
     WindowSet,
     WindowSettings,
     build_windows,
+    clip_egemaps,
     clip_probabilities,
     dataset_checksums,
-    load_dataset,
 )
+from dsrter.train.speech_prep import load_corpora, normalise_set, set_threads, spec_augment, split_items
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +73,6 @@ class SpeechTrainConfig(WindowSettings):
     spec: dict = field(default_factory=dict)  # SpeechNetSpec fields to override
 
 
-def set_threads(threads: int) -> None:
-    """Limit TensorFlow (and BLAS) to ``threads`` threads; call before TensorFlow does any work."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # already initialised in this process
-        pass
-
-
 def command_line() -> str:
     """The running ``dsrter ...`` command line (for the training record in the model card)."""
     return "dsrter " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -90,27 +80,6 @@ def command_line() -> str:
 
 # --------------------------------------------------------------------------------------------
 # data
-
-
-def load_corpora(paths: Sequence[str]) -> list[SpeechDataset]:
-    sets = [load_dataset(p) for p in paths]
-    for p, ds in zip(paths, sets):
-        counts = {s: len(ds.split(s)) for s in ("train", "val", "test")}
-        log.info("%s: %d clips (%s layout), split %s", p, len(ds), ds.layout, counts)
-        for n in ds.notes:
-            log.info("%s: %s", p, n)
-    return sets
-
-
-def split_items(sets: Sequence[SpeechDataset], split: str, max_clips: int | None = None) -> list[SpeechItem]:
-    out: list[SpeechItem] = []
-    for ds in sets:
-        items = ds.split(split)
-        if max_clips is not None and len(items) > max_clips:
-            rng = np.random.default_rng(0)
-            items = [items[i] for i in sorted(rng.choice(len(items), max_clips, replace=False))]
-        out.extend(items)
-    return out
 
 
 def training_windows(items, recipe, cfg: SpeechTrainConfig) -> tuple[WindowSet, WindowSet]:
@@ -126,15 +95,6 @@ def training_windows(items, recipe, cfg: SpeechTrainConfig) -> tuple[WindowSet, 
                      np.concatenate([clean.labels, aug.labels]), np.concatenate([clean.clip, aug.clip]),
                      np.concatenate([clean.aug, aug.aug]), clean.items)
     return clean, both
-
-
-def normalise_set(ws: WindowSet, recipe: dict[str, Any], stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    out_lm = np.empty_like(ws.logmel)
-    out_eg = np.empty_like(ws.egemaps)
-    for i in range(0, len(ws), 2048):  # chunks keep the temporaries small
-        out_lm[i : i + 2048], out_eg[i : i + 2048] = sf_.normalise_features(
-            ws.logmel[i : i + 2048], ws.egemaps[i : i + 2048], recipe, stats)
-    return out_lm, out_eg
 
 
 def corpus_of(items: Sequence[SpeechItem], sets: Sequence[SpeechDataset]) -> np.ndarray:
@@ -178,25 +138,6 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
     w = np.zeros(NUM_CLASSES)
     w[present] = counts.sum() / (present.sum() * counts[present])
     return w
-
-
-def spec_augment(batch: np.ndarray, rng: np.random.Generator, time_masks: int = 2, max_t: int = 20,
-                 freq_masks: int = 2, max_f: int = 8) -> np.ndarray:
-    """Zero (= the training mean after z-scoring) random time and frequency bands of each example."""
-    b, t, m = batch.shape
-    out = batch.copy()
-    tt = np.arange(t)[None, :]
-    ff = np.arange(m)[None, :]
-    for _ in range(time_masks):
-        w = rng.integers(0, max_t + 1, size=(b, 1))
-        s = rng.integers(0, max(1, t - max_t), size=(b, 1))
-        out[(tt >= s) & (tt < s + w)] = 0.0
-    for _ in range(freq_masks):
-        w = rng.integers(0, max_f + 1, size=(b, 1))
-        s = rng.integers(0, max(1, m - max_f), size=(b, 1))
-        mask = (ff >= s) & (ff < s + w)  # (b, m)
-        out *= ~mask[:, None, :]
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,8 +245,6 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
     student = None
     student_info = None
     if cfg.teacher and not cfg.student:
-        from dsrter.train.distill import DistillConfig, distill
-
         dcfg = DistillConfig(teacher=cfg.teacher, data=cfg.data, out_dir=str(out / "student"), cache_dir=cfg.cache_dir,
                              layer=cfg.teacher_layer, epochs=cfg.student_epochs, embed_dim=cfg.embed_dim,
                              threads=cfg.threads, workers=cfg.workers, max_clips=cfg.max_clips, seed=cfg.seed,
@@ -313,8 +252,6 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
         distill(dcfg)
         cfg.student = dcfg.out_dir
     if cfg.student:
-        from dsrter.train.distill import load_student
-
         student, student_info = load_student(cfg.student)
         srec = student_info["recipe"]
         for k in ("sample_rate", "window_samples", "logmel", "window_cmn"):
@@ -420,7 +357,7 @@ def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
 
 
 def tflite_window_probs(model, lm: np.ndarray, eg: np.ndarray) -> np.ndarray:
-    """Run a speech TFLite model (a dsrter.edge.model_io.TFLiteModel) window by window, exactly as
+    """Run a speech TFLite model (a dsrter.edge.infer.model_io.TFLiteModel) window by window, exactly as
     the device does; inputs are the normalised log-mel (N, T, M) and eGeMAPS (N, 88)."""
     i_lm = model.input_index("logmel")
     i_eg = model.input_index("egemaps")
@@ -471,8 +408,6 @@ def baseline_reports(train_items: Sequence[SpeechItem], eval_ws: WindowSet, reci
     probabilities) and the classic one on whole-clip functionals (clip level).  With
     ``speaker_norm`` a third: the window features z-scored per speaker first (each speaker's own
     statistics, train and evaluation alike) - what per-speaker normalisation would give."""
-    from dsrter.train.speech_data import clip_egemaps
-
     train_ws = build_windows(train_items, recipe, recipe["hop_s"], cache_dir=cache_dir, workers=workers)
     clf = fit_logreg(train_ws.egemaps, train_ws.labels, seed)
     r = window_and_clip_reports(logreg_probs(clf, eval_ws.egemaps), eval_ws)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from dsrter.edge.speech_features import default_recipe, frame_dbfs, is_speech
-from dsrter.edge.voice_activity import SileroVad, VoiceDetector
+from dsrter.edge.infer.speech_features import default_recipe, frame_dbfs, is_speech
+from dsrter.edge.infer.voice_activity import SileroVad, VoiceDetector
 from dsrter.train.nonspeech import FREEDESKTOP_DIR, Sound, mix_at_snr, nonspeech_set  # noqa: F401
 
 SR = 16000

@@ -1,0 +1,1 @@
+"""The programs: the daemon, clip analysis, systemd notification, and the wiring they share."""

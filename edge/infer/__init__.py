@@ -1,0 +1,1 @@
+"""Model loading and inference: face detector, face and speech classifiers, speech features."""

@@ -1,0 +1,95 @@
+"""The models one run uses, loaded once at start: face detector, face and speech classifiers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from dsrter.edge.config import Config
+from dsrter.edge.infer.face_classifier import FaceClassifier
+from dsrter.edge.infer.face_detector import FaceDetector
+from dsrter.edge.infer.model_io import ModelError, load_card, sha256_file
+from dsrter.edge.native_log import native_stderr_to_debug
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    """Everything loaded from models/ at start; None where the stream is disabled."""
+
+    detector: Optional[FaceDetector] = None
+    face: Optional[FaceClassifier] = None
+    speech: Optional[SpeechClassifier] = None
+    versions: dict[str, str] = field(default_factory=dict)  # role -> card version or file hash prefix
+
+    def close(self) -> None:
+        if self.detector is not None:
+            with native_stderr_to_debug():  # LiteRT logs its tear-down
+                self.detector.close()
+
+
+def _version(path: Path) -> str:
+    try:
+        v = load_card(path).get("version")
+    except ModelError:
+        v = None
+    return str(v) if v else sha256_file(path)[:12]
+
+
+def load_models(cfg: Config, detector_mode: str = "video") -> Models:
+    """Load the detector and the face and speech classifiers the config enables; raises ModelError.
+    Native libraries' loading chatter goes to the DEBUG log (native_log)."""
+    with native_stderr_to_debug():
+        return _load_models(cfg, detector_mode)
+
+
+def _load_models(cfg: Config, detector_mode: str) -> Models:
+    m = Models()
+    t0 = time.monotonic()
+    wanted = [("face.model", cfg.face.model), ("face.detector_model", cfg.face.detector_model)] if cfg.face.enabled else []
+    wanted += [("speech.model", cfg.speech.model)] if cfg.speech.enabled else []
+    for key, path in wanted:
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: model file not found (config key {key}; disable the stream with "
+                             f"{key.split('.')[0]}.enabled: false to run without it)")
+    if cfg.face.enabled:
+        m.face = FaceClassifier(cfg.face.model, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average)
+        m.detector = FaceDetector(cfg.face.detector_model, cfg.face.min_detection_confidence, cfg.face.max_faces,
+                                  mode=detector_mode)
+        m.versions["face"] = _version(cfg.face.model)
+        m.versions["face_detector"] = sha256_file(cfg.face.detector_model)[:12]
+    if cfg.speech.enabled:
+        # openSMILE (a native library) is loaded only when the speech stream is on
+        from dsrter.edge.infer.speech_classifier import SpeechClassifier
+
+        try:
+            m.speech = SpeechClassifier(cfg.speech.model, threads=cfg.speech.threads,
+                                        vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability)
+        except ModelError:
+            m.close()
+            raise
+        m.versions["speech"] = _version(cfg.speech.model)
+    _warm_up(m)
+    log.info("models loaded and warmed up in %.1f s: %s", time.monotonic() - t0,
+             ", ".join(f"{k} {v}" for k, v in m.versions.items()) or "none (both streams disabled)")
+    return m
+
+
+def _warm_up(m: Models) -> None:
+    """One inference each, so the first real frame and speech window pay no one-off set-up cost
+    (MediaPipe graph, LiteRT allocation, openSMILE configuration: ~1 s on first use)."""
+    if m.detector is not None and m.face is not None:
+        m.detector.detect(np.zeros((240, 320, 3), np.uint8), 0.0)
+        m.face.predict(np.zeros((1, m.face.size, m.face.size), np.uint8))
+    if m.speech is not None:
+        n = int(round(m.speech.window_s * m.speech.sample_rate))
+        m.speech.predict(np.random.default_rng(0).normal(0.0, 1e-3, n).astype(np.float32))

@@ -1,0 +1,1 @@
+"""Where events go: MQTT (with spool and Home Assistant discovery), JSONL file, statistics."""

@@ -1,0 +1,232 @@
+"""IoU + centroid face tracker: stable ids across frames, short misses bridged by prediction.
+
+``update(detections)`` on frames where the detector ran; ``predict()`` on frames in between
+(constant-velocity motion). A track missed by the detector coasts on its predicted box for up
+to ``max_missed_frames`` detector runs before it is dropped.
+
+Given the frame, ``update`` also keeps tracks with one person: a scene cut (the whole frame
+changes at once) ends every track, and a detection joins a track only if its crop still looks
+like the track's last crop (correlation of small grey patches), so an id never passes from one
+person to another and neither does the label smoothed under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from dsrter.edge.infer.face_detector import MOUTH, Detection
+
+Box = tuple[float, float, float, float]
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def centre(b: Box) -> tuple[float, float]:
+    return b[0] + b[2] / 2.0, b[1] + b[3] / 2.0
+
+
+PATCH = 16  # side of the appearance patch
+THUMB = (32, 18)  # frame thumbnail for the scene-cut test
+
+
+def grey(frame: np.ndarray) -> np.ndarray:
+    a = np.asarray(frame)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 3:
+        a = cv2.cvtColor(np.ascontiguousarray(a[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    return a
+
+
+def appearance(gray: np.ndarray, box: Box) -> Optional[np.ndarray]:
+    """A PATCHxPATCH grey patch of the box, zero mean and unit norm (None when the box is off the frame or flat)."""
+    h, w = gray.shape[:2]
+    x0, y0 = int(max(0, box[0])), int(max(0, box[1]))
+    x1, y1 = int(min(w, box[0] + box[2])), int(min(h, box[1] + box[3]))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    p = cv2.resize(gray[y0:y1, x0:x1], (PATCH, PATCH), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    p -= p.mean()
+    n = float(np.linalg.norm(p))
+    return p / n if n > 1e-3 * PATCH else None
+
+
+def similarity(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> float:
+    """Correlation of two appearance patches in -1..1; 1.0 when either is unknown (no evidence against)."""
+    return 1.0 if a is None or b is None else float(a @ b)
+
+
+def thumbnail(gray: np.ndarray) -> np.ndarray:
+    return cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+@dataclass
+class Track:
+    """One face over time. ``box`` is the detected box, or the predicted one while coasting."""
+
+    id: int
+    box: Box
+    score: float
+    keypoints: tuple[tuple[float, float], ...] = ()
+    velocity: tuple[float, float] = (0.0, 0.0)  # centre motion in pixels per frame
+    hits: int = 1
+    missed: int = 0  # detector runs in a row without a match
+    fresh: bool = True  # the box comes from a detection on this very frame
+    age: int = 0  # frames since the track was born
+    look: Optional[np.ndarray] = field(default=None, repr=False)  # appearance patch of the last detection
+    _since_detect: int = field(default=0, repr=False)
+    _anchor: tuple[float, float] = field(default=(0.0, 0.0), repr=False)  # centre of the last detection
+
+    def __post_init__(self) -> None:
+        self._anchor = centre(self.box)
+
+    @property
+    def area(self) -> float:
+        return self.box[2] * self.box[3]
+
+    @property
+    def mouth(self) -> Optional[tuple[float, float]]:
+        return self.keypoints[MOUTH] if self.fresh and len(self.keypoints) > MOUTH else None
+
+
+class Tracker:
+    """Greedy IoU matching, then centroid matching for what IoU missed; ids never reused.
+
+    With a frame: a scene cut ends all tracks, and a pair whose crops correlate below
+    ``min_similarity`` never matches (neither by IoU nor by centroid).
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_missed_frames: int = 10, centroid_gate: float = 0.5,
+                 velocity_alpha: float = 0.5, min_similarity: float = 0.2, cut_threshold: float = 20.0):
+        self.iou_threshold = iou_threshold
+        self.max_missed_frames = max_missed_frames
+        self.centroid_gate = centroid_gate  # max centre distance as a fraction of the track's box size
+        self.velocity_alpha = velocity_alpha
+        self.min_similarity = min_similarity  # appearance-patch correlation a match needs
+        self.cut_threshold = cut_threshold  # mean grey-level change of the frame thumbnail that is a cut
+        self.cuts = 0  # scene cuts seen
+        self._tracks: list[Track] = []
+        self._next_id = 1
+        self._thumb: Optional[np.ndarray] = None
+
+    @property
+    def tracks(self) -> list[Track]:
+        return list(self._tracks)
+
+    def reset(self) -> None:
+        """Forget all tracks (e.g. the frame size changed); ids keep counting up."""
+        self._tracks = []
+        self._thumb = None
+
+    def _scene_cut(self, gray: np.ndarray) -> bool:
+        """Did the whole frame change since the last frame with faces (a cut, or a camera switched)?"""
+        thumb = thumbnail(gray)
+        prev, self._thumb = self._thumb, thumb
+        return prev is not None and prev.shape == thumb.shape and float(np.abs(thumb - prev).mean()) > self.cut_threshold
+
+    @staticmethod
+    def _predicted(t: Track, steps: int) -> Box:
+        x, y, w, h = t.box
+        return x + t.velocity[0] * steps, y + t.velocity[1] * steps, w, h
+
+    def predict(self) -> list[Track]:
+        """Advance every track one frame by its velocity (a frame without a detector run)."""
+        for t in self._tracks:
+            t.box = self._predicted(t, 1)
+            t.fresh = False
+            t.age += 1
+            t._since_detect += 1
+        return self.tracks
+
+    def _match(self, dets: Sequence[Detection], looks: Sequence[Optional[np.ndarray]]) -> tuple[dict[int, int], list[int]]:
+        """track index -> detection index, and unmatched detection indices."""
+        preds = [self._predicted(t, 1) for t in self._tracks]
+        alike = {(ti, di): similarity(t.look, looks[di]) >= self.min_similarity
+                 for ti, t in enumerate(self._tracks) for di in range(len(dets))}
+        pairs = sorted(((iou(p, d.box), ti, di) for ti, p in enumerate(preds) for di, d in enumerate(dets)), reverse=True)
+        matched: dict[int, int] = {}
+        used: set[int] = set()
+        for score, ti, di in pairs:
+            if score < self.iou_threshold or score <= 0.0:
+                break
+            if ti in matched or di in used or not alike[ti, di]:
+                continue
+            matched[ti] = di
+            used.add(di)
+        # Centroid fallback: fast motion or a box that changed size a lot.
+        cands = []
+        for ti, p in enumerate(preds):
+            if ti in matched:
+                continue
+            pc, size = centre(p), max(p[2], p[3], 1.0)
+            for di, d in enumerate(dets):
+                if di in used or not alike[ti, di]:
+                    continue
+                dc = centre(d.box)
+                dist = ((pc[0] - dc[0]) ** 2 + (pc[1] - dc[1]) ** 2) ** 0.5 / size
+                ratio = max(d.box[2], 1.0) / max(p[2], 1.0)
+                if dist <= self.centroid_gate and 0.5 <= ratio <= 2.0:
+                    cands.append((dist, ti, di))
+        for dist, ti, di in sorted(cands):
+            if ti in matched or di in used:
+                continue
+            matched[ti] = di
+            used.add(di)
+        return matched, [i for i in range(len(dets)) if i not in used]
+
+    def update(self, detections: Sequence[Detection], frame: Optional[np.ndarray] = None) -> list[Track]:
+        """Match this frame's detections; returns the live tracks (fresh ones and coasting ones).
+
+        ``frame`` (grey or BGR, the one the detections come from) enables the scene-cut and appearance checks.
+        """
+        looks: list[Optional[np.ndarray]] = [None] * len(detections)
+        if frame is not None:
+            gray = grey(frame)
+            # Only frames with faces are compared (against the last frame with faces): a dark or covered
+            # frame in between is an occlusion, not a cut.
+            if detections and self._scene_cut(gray):
+                self.cuts += 1
+                self._tracks = []
+            looks = [appearance(gray, d.box) for d in detections]
+        matched, new = self._match(detections, looks)
+        keep: list[Track] = []
+        for ti, t in enumerate(self._tracks):
+            t.age += 1
+            if ti in matched:
+                d = detections[matched[ti]]
+                steps = t._since_detect + 1
+                nc = centre(d.box)
+                vx, vy = (nc[0] - t._anchor[0]) / steps, (nc[1] - t._anchor[1]) / steps
+                a = self.velocity_alpha if t.hits > 1 else 1.0
+                t.velocity = (a * vx + (1 - a) * t.velocity[0], a * vy + (1 - a) * t.velocity[1])
+                t.box, t.score, t.keypoints, t._anchor = d.box, d.score, d.keypoints, nc
+                t.look = looks[matched[ti]] if looks[matched[ti]] is not None else t.look
+                t.hits += 1
+                t.missed = 0
+                t.fresh = True
+                t._since_detect = 0
+                keep.append(t)
+            else:
+                t.missed += 1
+                t.fresh = False
+                t.box = self._predicted(t, 1)
+                t._since_detect += 1
+                if t.missed <= self.max_missed_frames:
+                    keep.append(t)
+        for di in new:
+            d = detections[di]
+            keep.append(Track(id=self._next_id, box=d.box, score=d.score, keypoints=d.keypoints, look=looks[di]))
+            self._next_id += 1
+        self._tracks = keep
+        return self.tracks
