@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=Path, required=True, help="real-footage-hamilton.mp4 from the shared av-samples")
     p.add_argument("--annotation", type=Path, default=ANNOTATION)
     p.add_argument("--model", type=Path, default=REPO / "models" / "face_emotion.tflite")
-    p.add_argument("--detector", type=Path, default=REPO / "models" / "face_detection_short_range.tflite")
+    p.add_argument("--detector", type=Path, default=REPO / "models" / "face_detection_full_range_sparse.tflite",
+                   help="face detector (default: the full-range model the shipped config uses)")
     args = p.parse_args(argv)
 
     try:
