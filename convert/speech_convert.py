@@ -23,6 +23,7 @@ import numpy as np
 
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
+from dsrter.convert.tflite_export import to_tflite
 from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file
 from dsrter.train.speech_data import build_windows, load_dataset
 from dsrter.train.speech_report import DEFAULT_LEVELS, expected_calibration_error, fit_temperature, gain_sweep, temperature_scale
