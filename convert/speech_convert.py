@@ -260,7 +260,8 @@ def convert_speech(
             ws = build_windows(ds.split("val"), recipe, recipe["hop_s"], cache_dir=cache_dir, workers=workers)
             val_probs.append(tflite_window_probs(m_int8, *normalise_set(ws, recipe, stats)))
             val_labels.append(ws.labels)
-    temperature = fit_temperature(np.concatenate(val_probs), np.concatenate(val_labels)) if val_probs else 1.0
+    # rounded as the card stores it, so every figure below is what the device computes from the card
+    temperature = round(fit_temperature(np.concatenate(val_probs), np.concatenate(val_labels)), 4) if val_probs else 1.0
     print(f"calibration: temperature {temperature:.3f} fitted on {sum(len(v) for v in val_labels)} validation windows")
     for path, ds in zip(data, sets):
         corpus = ds.items[0].corpus if ds.items else "custom"
@@ -307,7 +308,7 @@ def convert_speech(
 
     card = build_card(info, recipe, stats, m_int8, out, float_out, metrics, baseline_rows, command)
     card["vad"] = dict(VAD_SPEC)
-    card["calibration"] = {"temperature": round(temperature, 4), "method": "temperature scaling of the int8 model's "
+    card["calibration"] = {"temperature": temperature, "method": "temperature scaling of the int8 model's "
                            "probabilities, fitted (NLL) on the validation windows of every corpus"}
     out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")  # the sweep reads the card
     if levels:

@@ -111,6 +111,7 @@ def test_classifier_missing_or_corrupt_files(tiny_model, tmp_path):
 
 def test_device_path_matches_evaluation_path(tiny_model):
     """SpeechClassifier.predict on a window == the batch evaluation (training-side) path."""
+    from dsrter.train.speech_report import temperature_scale
     from dsrter.train.speech_train import tflite_window_probs
 
     clf = SpeechClassifier(tiny_model)
@@ -119,7 +120,7 @@ def test_device_path_matches_evaluation_path(tiny_model):
     raw = [sf_.raw_window_features(w, card["recipe"]) for w in wins]
     lm, eg = sf_.normalise_features(np.stack([r[0] for r in raw]), np.stack([r[1] for r in raw]),
                                     card["recipe"], card["normalisation"])
-    batch = tflite_window_probs(TFLiteModel(tiny_model), lm, eg)
+    batch = temperature_scale(tflite_window_probs(TFLiteModel(tiny_model), lm, eg), clf.temperature)
     for w, pb in zip(wins, batch):
         np.testing.assert_allclose(clf.predict(w), pb, atol=1e-6)
 
@@ -131,14 +132,14 @@ def test_eval_cli_on_cremad_layout(tiny_model, tmp_path):
                "--cache", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "(absent from this set)" in r.stdout  # surprise: reported absent, not zero recall
-    res = json.loads(out.read_text())
+    res = json.loads(out.read_text())["corpora"]["crema"]
     assert res["split"] == "test" and res["clips"] == 6
     row = res["rows"]["speech_emotion.tflite"]
     assert row["window"]["classes_absent"] == ["surprise"] and row["clip"]["n"] == 6
     surprise = next(c for c in row["clip"]["per_class"] if c["label"] == "surprise")
     assert surprise["recall"] is None
     assert "baseline_egemaps_logreg" in res["rows"]
-    assert (out.parent / "speech_emotion_clip_confusion.png").is_file()
+    assert (out.parent / "crema_clip_confusion.png").is_file()
 
 
 def test_eval_cli_manifest_errors(tiny_model, tmp_path):

@@ -126,6 +126,8 @@ def main(args: argparse.Namespace) -> int:
             if base is not None and split not in ("train", "all"):
                 b = base.reports(ws)
                 rows["baseline_egemaps_logreg"] = {"window": b["window"].to_dict(), "clip": b["clip"].to_dict()}
+            elif not args.no_baseline:
+                print("\nbaseline: skipped (no training split separate from the evaluated clips)")
             print(f"\n-- {name} summary (baseline: eGeMAPS + logistic regression fitted on the same training split)")
             _print_rows(rows)
             print("per speaker (clip level): " + ", ".join(
