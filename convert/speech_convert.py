@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dsrter.convert.tflite_export import to_tflite
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
 from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file

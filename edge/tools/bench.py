@@ -231,8 +231,9 @@ class FrameFeed:
         import cv2
 
         t0 = time.perf_counter()
-        frames = [s.read() for s in self.sources]
-        if any(f is None for f in frames):
+        got = [s.read() for s in self.sources]
+        frames = [f for f in got if f is not None]
+        if len(frames) != len(got):
             raise BenchError(f"cannot decode frames from {', '.join(c.name for c in self.clips)}")
         if self.mosaic:
             W, H = SIZE
