@@ -105,14 +105,14 @@ LINT_VENV="${DSRTER_LINT_VENV:-.venv-lint}"
 # The format check covers the files already in ruff's format; the rest of the tree predates the gate
 # and is reformatted file by file as it is edited (a whole-tree reformat would collide with open work).
 FORMAT_CHECKED=(
-  convert/__init__.py convert/cli.py convert/face_keras.py convert/tflite_export.py
-  edge/__init__.py edge/credentials.py edge/face_classifier.py edge/labels.py edge/logsetup.py edge/native_log.py
-  edge/notify.py edge/resources.py edge/smoothing.py
+  convert/__init__.py edge/cli/convert.py convert/face_keras.py convert/tflite_export.py
+  edge/__init__.py edge/sinks/credentials.py edge/infer/face_classifier.py edge/labels.py edge/logsetup.py edge/native_log.py
+  edge/app/notify.py edge/resources.py edge/streams/smoothing.py
   tests/conftest.py tests/face_fixtures.py tests/test_face_data.py tests/test_face_shipped.py tests/test_jsonl_sink.py
-  tests/test_metrics.py tests/test_mqtt_broker.py tests/test_mqtt_spool.py tests/test_pipeline.py tests/test_smoothing.py
+  tests/test_metrics.py tests/test_mqtt_broker.py tests/test_mqtt_spool.py tests/test_face_stream.py tests/test_smoothing.py
   tests/test_speech_features.py tests/test_speech_train.py tests/test_tracker.py tests/test_bad_input.py
   tests/test_config_discovery.py
-  train/__init__.py train/cli.py train/cli_eval.py train/face_corruptions.py train/face_crop_calibration.py
+  train/__init__.py edge/cli/train.py edge/cli/eval.py train/face_corruptions.py train/face_crop_calibration.py
   train/face_model.py train/fer_data.py train/metrics.py
 )
 

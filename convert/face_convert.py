@@ -39,7 +39,7 @@ def build_keras(nets: list, probe: np.ndarray):
 
     Each member's Keras twin is checked against its PyTorch model on ``probe``; returns the model and
     the largest logit difference seen."""
-    import keras
+    import keras  # TensorFlow: the train extra, loaded only when a model is converted
 
     from dsrter.convert.face_keras import max_abs_difference, torch_to_keras
 
@@ -75,7 +75,7 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
     doubles the cost per face), and the PublicTest figures for both are recorded either way."""
     if mirror not in ("auto", "on", "off"):
         raise ValueError(f"mirror must be auto, on or off, not {mirror!r}")
-    import torch
+    import torch  # the train extra, loaded only when checkpoints are converted
 
     from dsrter.train.face_model import count_params
     from dsrter.train.face_train import load_trained

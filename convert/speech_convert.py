@@ -21,11 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dsrter.convert.tflite_export import to_tflite
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
 from dsrter.convert.tflite_export import to_tflite
 from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file
-from dsrter.train.speech_data import build_windows, load_dataset
+from dsrter.edge.infer.speech_classifier import SpeechClassifier
+from dsrter.train.speech_data import build_windows, load_dataset, read_audio
 from dsrter.train.speech_report import DEFAULT_LEVELS, expected_calibration_error, fit_temperature, gain_sweep, temperature_scale
 from dsrter.train.speech_prep import normalise_set, set_threads
 from dsrter.train.speech_train import (
@@ -92,8 +94,6 @@ def _tensor_specs(m: TFLiteModel) -> tuple[list[dict], list[dict]]:
 def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 1) -> dict[str, float]:
     """Median / p90 milliseconds on one thread: the voice-activity model on one hop of new audio, and
     features + inference of one window."""
-    from dsrter.edge.infer.speech_classifier import SpeechClassifier
-
     clf = SpeechClassifier(model_path, threads=1)
     clf.predict(audio_windows[0])  # warm up (openSMILE start, XNNPACK set-up)
     vad = clf.make_vad()
@@ -299,8 +299,6 @@ def convert_speech(
                     b = base.reports(ws)
                     baseline_rows[key] = {k: _report_dict(b[k]) for k in ("window", "clip")}
                 if not latency_windows:
-                    from dsrter.train.speech_data import read_audio
-
                     for it in items[:: max(1, len(items) // 10)][:10]:
                         a = read_audio(it.path)
                         latency_windows += [w for _, w in sf_.split_windows(a, recipe["window_samples"],

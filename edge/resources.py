@@ -1,8 +1,8 @@
 """Where the shipped config and models are, and which config file a command uses.
 
-In a wheel the repository's ``config.yaml`` and ``models/`` travel as ``dsrter/shipped/``; in a
-clone or an editable install they are the repository's own. The config is looked up the way
-services do: ``-c FILE``, then ``$DSRTER_CONFIG``, then ``./config.yaml``, then
+In a wheel the repository's ``config.yaml``, ``models/`` and ``systemd/dsrter.service`` travel as
+``dsrter/shipped/``; in a clone or an editable install they are the repository's own. The config
+is looked up the way services do: ``-c FILE``, then ``$DSRTER_CONFIG``, then ``./config.yaml``, then
 ``/etc/dsrter/config.yaml``, then the packaged default.
 """
 

@@ -42,7 +42,7 @@ def test_relative_model_paths_fall_back_to_the_shipped_models(tmp_path: Path):
 
 def test_check_config_from_another_folder_uses_the_packaged_default(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "DSRTER_CONFIG"}
-    r = subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "check-config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run([sys.executable, "-m", "dsrter.edge.cli", "check-config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     if not Path("/etc/dsrter/config.yaml").is_file():
         assert "(found as packaged default)" in r.stdout

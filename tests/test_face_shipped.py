@@ -57,8 +57,7 @@ def test_card_set_and_corruption_figures_reproduce(evaluation):
     card = json.loads((MODELS / "face_emotion.json").read_text())["metrics"]
     now = face_card_metrics(evaluation)
     # counts fixed by the data (dataset README and issue 16)
-    assert {k: v["n"] for k, v in now["sets"].items()} == {
-        "fer2013": 3589, "ferplus": 3136, "fer2013_dedup": 3301, "ferplus_dedup": 2879}
+    assert {k: v["n"] for k, v in now["sets"].items()} == {"fer2013": 3589, "ferplus": 3136, "fer2013_dedup": 3301, "ferplus_dedup": 2879}
     assert now["duplicates_of_training"] == 288
     assert {k: v["n"] for k, v in card["sets"].items()} == {k: v["n"] for k, v in now["sets"].items()}
     assert card["duplicates_of_training"] == now["duplicates_of_training"]
@@ -67,8 +66,7 @@ def test_card_set_and_corruption_figures_reproduce(evaluation):
         assert card["accuracy"][model] == pytest.approx(accs), model
     assert now["accuracy"]["fer mini-Xception (peer)"]["ferplus"] == pytest.approx(0.674, abs=0.002)  # issue 16's figure
     cc, nc = card["corruptions"], now["corruptions"]
-    assert (cc["set"], cc["n"], cc["seed"], cc["list"]) == (nc["set"], nc["n"], nc["seed"], nc["list"]) == (
-        "ferplus", 3136, 0, nc["list"])
+    assert (cc["set"], cc["n"], cc["seed"], cc["list"]) == (nc["set"], nc["n"], nc["seed"], nc["list"]) == ("ferplus", 3136, 0, nc["list"])
     assert set(cc["accuracy"]) == set(nc["accuracy"]) == {"dsrter int8 +flip", "fer mini-Xception (peer)"}
     for model, accs in nc["accuracy"].items():
         assert cc["accuracy"][model] == pytest.approx(accs), model

@@ -28,8 +28,7 @@ def test_events_are_written_as_versioned_json_lines(tmp_path):
     bus.publish(fused("happy"))
     sink.stop()
     recs = read_lines(path)
-    assert [(r["kind"], r["reason"]) for r in recs] == [("face", "first"), ("speech", "first"),
-                                                        ("emotion", "first"), ("speech", "change")]
+    assert [(r["kind"], r["reason"]) for r in recs] == [("face", "first"), ("speech", "first"), ("emotion", "first"), ("speech", "change")]
     for r, spec in zip(recs, (FACE, SPEECH, EMOTION, SPEECH)):
         check(r, spec, r["kind"])
         assert r["device"] == "jsonl-dev" and r["models"] == {"face": "f"}

@@ -173,3 +173,18 @@ def test_set_yaml_values_keeps_layout_and_rejects_unknown_keys():
     assert yaml.safe_load(out) == {"a": {"b": "/p q", "c": {"d": "y"}}, "e": 3}
     with pytest.raises(ValueError, match="a.x"):
         inst.set_yaml_values(text, {("a", "x"): "1"})
+
+
+def test_the_unit_config_and_models_come_from_source_or_the_package(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    default = "\n".join(run_installer(root, "--dry-run"))
+    assert f"from {REPO / 'config.yaml'}" in default  # the package's shipped files (here: the checkout)
+    src = tmp_path / "release"
+    (src / "systemd").mkdir(parents=True)
+    (src / "systemd" / "dsrter.service").write_text(UNIT.read_text())
+    (src / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    out = "\n".join(run_installer(root, "--dry-run", "--source", str(src)))
+    assert f"from {src / 'config.yaml'}" in out
+    with pytest.raises(SystemExit, match="--source"):
+        run_installer(root, "--dry-run", "--source", str(tmp_path / "empty"))

@@ -192,7 +192,7 @@ def _project(x: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
 def distill(cfg: DistillConfig) -> dict[str, Any]:
     """Extract teacher embeddings, train the student, write ``student.keras`` + ``student.json``."""
     set_threads(cfg.threads)
-    import keras
+    import keras  # TensorFlow: after set_threads, which must come before TensorFlow does any work
 
     from dsrter.train.speech_model import StudentSpec, build_student
 

@@ -54,7 +54,7 @@ def import_tflite(tflite_path: str | Path, spec=None):
 
     Ops are matched to the network's layers by order and weight shape: TFLite keeps the order of
     each branch, and the branches' layers have different shapes."""
-    import torch
+    import torch  # the train extra; reading a .tflite's card and tensors does not need it
 
     from dsrter.train.face_model import FaceNetSpec, HybridFaceNet
 

@@ -19,7 +19,7 @@ from dsrter.train.fer_data import PUBLIC_TEST, load_fer
 
 def publictest_probabilities(checkpoint: Path, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities of one checkpoint on the images and on their mirror images."""
-    import torch
+    import torch  # the train extra, loaded only when a checkpoint is scored
 
     from dsrter.train.face_train import load_trained, predict
 

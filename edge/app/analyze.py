@@ -134,7 +134,8 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: 
         "speed_x_realtime": round((src.duration or 0.0) / wall, 2) if wall > 0 else None,
         "stage_ms": book.timings(), "has_audio": bool(audio.has_audio),
         "speech_windows": worker.windows if worker else 0, "speech_window_s": models.speech.window_s if models.speech else None,
-        "speech_hop_s": worker.analyser.hop_s if worker else None, "speech_tick_s": hop or None, "tracks": book.tracks(), "speech_attribution": book.speech_attribution(),
+        "speech_hop_s": worker.analyser.hop_s if worker else None, "speech_tick_s": hop or None,
+        "tracks": book.tracks(), "speech_attribution": book.speech_attribution(),
         "models": models.versions, "warnings": warnings,
         "outputs": sorted(p.name for p in out_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
     }

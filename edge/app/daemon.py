@@ -119,8 +119,8 @@ class Daemon:
             self.stats.set_source("microphone", "disabled", "speech stream disabled")
             return
         if self._given_audio is not None:
+            self._given_audio.start()
             self.audio = self._given_audio
-            self.audio.start()
         elif self._is_file():
             if not isinstance(self.video, MediaFileSource):  # not opened yet: retried with the video
                 return
@@ -132,8 +132,9 @@ class Daemon:
                 return
             self.audio = audio
         elif self.cfg.microphone.enabled:
-            self.audio = MicSource(self.cfg.microphone)
-            self.audio.start()  # never raises: no device = status "missing", face-only meanwhile
+            mic = MicSource(self.cfg.microphone)
+            mic.start()  # never raises: no device = status "missing", face-only meanwhile
+            self.audio = mic
         else:
             self.stats.set_source("microphone", "disabled")
             return
@@ -204,7 +205,7 @@ class Daemon:
         text = status_line(self.stats.snapshot(), self.mqtt.connected if self.mqtt is not None else None)
         w = self.streams.speech
         if w is not None and w.latest is not None:
-            text += ", speech " + (w.latest.label if w.latest.speaking else "none")
+            text += ", speech " + ((w.latest.label or "none") if w.latest.speaking else "none")
         return text
 
     def _loop(self) -> None:

@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a config file to install as-is (validated); default: SOURCE/config.yaml "
                         "adapted for the service")
     p.add_argument("--source", type=Path, default=None, metavar="DIR",
-                   help="the folder holding systemd/dsrter.service, config.yaml and models/ (default: the folder "
-                        "dsrter was installed from with pip install [-e])")
+                   help="the folder holding systemd/dsrter.service, config.yaml and models/ (default: the ones "
+                        "shipped with the package: the repository of an editable install, or the wheel's)")
     p.add_argument("--models", type=Path, default=None, help="folder with the .tflite models (default: SOURCE/models)")
     p.add_argument("--password-file", type=Path, default=None,
                    help="file holding the MQTT password, copied to /etc/dsrter/mqtt_password (never printed)")

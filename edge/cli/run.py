@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
 def _unplayable_camera_file(cfg) -> str | None:
     """Why ``camera.device``, when it names a media file, cannot be played; None if it can (or is a
     device: a missing or unplugged camera is retried, but a file that cannot be opened is a mistake)."""
-    from dsrter.edge.sources.base import is_live_device
+    from dsrter.edge.sources.factory import is_live_device
 
     if not cfg.camera.enabled or is_live_device(cfg.camera.device):
         return None

@@ -16,7 +16,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", required=True, metavar="DIR", help="local Hugging Face checkpoint folder, or a hub id (e.g. facebook/wav2vec2-base) where the hub can be reached")
+    p.add_argument("--teacher", required=True, metavar="DIR",
+                   help="local Hugging Face checkpoint folder, or a hub id (e.g. facebook/wav2vec2-base) where the hub can be reached")
     p.add_argument("--data", action="append", required=True, metavar="PATH",
                    help="dataset folder or manifest (repeat to combine corpora); its training split is used")
     p.add_argument("--out", default="runs/speech/student", help="output folder")

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
 
@@ -45,14 +45,14 @@ def _version(path: Path) -> str:
     return str(v) if v else sha256_file(path)[:12]
 
 
-def load_models(cfg: Config, detector_mode: str = "video") -> Models:
+def load_models(cfg: Config, detector_mode: Literal["video", "image"] = "video") -> Models:
     """Load the detector and the face and speech classifiers the config enables; raises ModelError.
     Native libraries' loading chatter goes to the DEBUG log (native_log)."""
     with native_stderr_to_debug():
         return _load_models(cfg, detector_mode)
 
 
-def _load_models(cfg: Config, detector_mode: str) -> Models:
+def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Models:
     m = Models()
     t0 = time.monotonic()
     wanted = [("face.model", cfg.face.model), ("face.detector_model", cfg.face.detector_model)] if cfg.face.enabled else []

@@ -96,8 +96,10 @@ class AudioSource(Protocol):
     """Where the speech stream takes its audio from (microphone or a media file's track)."""
 
     sample_rate: int  # of what latest() returns: 16000
-    status: SourceStatus
     overflows: int  # audio lost because the consumer side could not keep up (device overruns)
+
+    @property
+    def status(self) -> SourceStatus: ...  # read-only to the speech stream (the sources make it a property)
 
     def start(self) -> None:
         """Begin capturing; never raises for a missing device (see ``status``)."""

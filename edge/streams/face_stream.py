@@ -139,6 +139,7 @@ class FaceStream:
         if (h, w) != self._shape:  # new resolution (camera reopened differently): old boxes are meaningless
             self.tracker.reset()
             self._shape = (h, w)
+        assert self.detector is not None  # process() calls this only with a face stream
         if self.frames % self.detect_every == 0:
             dets = self.detector.detect(frame.image, frame.t)
             timer.lap("detect")

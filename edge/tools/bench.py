@@ -56,6 +56,7 @@ from dsrter.edge.sinks.mqtt import MqttSink
 from dsrter.edge.sources.base import Frame
 from dsrter.edge.sources.media_file import MediaFileSource
 from dsrter.edge.streams.events import EventBus
+from dsrter.edge.resources import shipped_root
 from dsrter.edge.tools.checkout import checkout_dir
 from dsrter.edge.tools.local_broker import BrokerError, LocalBroker
 from dsrter.edge.tools.peer_pipeline import FerPeer, PeerUnavailable
@@ -230,8 +231,9 @@ class FrameFeed:
         import cv2
 
         t0 = time.perf_counter()
-        frames = [s.read() for s in self.sources]
-        if any(f is None for f in frames):
+        got = [s.read() for s in self.sources]
+        frames = [f for f in got if f is not None]
+        if len(frames) != len(got):
             raise BenchError(f"cannot decode frames from {', '.join(c.name for c in self.clips)}")
         if self.mosaic:
             W, H = SIZE
@@ -314,11 +316,11 @@ def make_stand_ins(what: list[str]) -> Path:
 
 
 def resolve_models(cfg: Config) -> ModelSet:
-    repo = checkout_dir()
+    shipped = shipped_root()
 
     def origin(p: Path) -> str:
         try:
-            inside = repo is not None and p.resolve().is_relative_to((repo / "models").resolve())
+            inside = shipped is not None and p.resolve().is_relative_to((shipped / "models").resolve())
         except (OSError, ValueError):
             inside = False
         return "shipped (models/)" if inside else "configured"
@@ -1023,7 +1025,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
     elif opts.config is not None and Path(opts.config) != Path("config.yaml"):
         raise BenchError(f"{opts.config}: config file not found")
     else:
-        cfg = parse_config({}, base_dir=checkout_dir() or Path.cwd())  # models/ of the checkout
+        cfg = parse_config({}, base_dir=shipped_root() or Path.cwd())  # the shipped models/
         cfg_name = "built-in defaults (no config.yaml here)"
     report: dict[str, Any] = {
         "tool": "dsrter bench", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": cfg_name,

@@ -1,10 +1,10 @@
 """The folder this package was installed from (``pip install [-e] DIR``), found in the package's
 own metadata (PEP 610 ``direct_url.json``), not from where a source file happens to sit.
 
-The runtime never needs it. Tools that work with the files beside the code in a checkout do:
-``dsrter install-service`` (``systemd/dsrter.service``, ``config.yaml``, ``models/``) and
-``dsrter bench`` (shipped ``models/``, stand-in models from ``tests/``, the shared sample videos
-next to the repository). Each also takes the folder, or the files, as options.
+The runtime never needs it, nor do the shipped files (:mod:`dsrter.edge.resources` finds those in
+the package). Only ``dsrter bench`` looks beside the code of a checkout: for stand-in models made by
+``tests/model_factory.py`` and for the shared sample videos next to the repository
+(``$DSRTER_SHARED_DATA`` names them too).
 """
 
 from __future__ import annotations

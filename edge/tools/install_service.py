@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import yaml
 
 from dsrter.edge.config import ConfigError, parse_config
-from dsrter.edge.tools.checkout import checkout_dir
+from dsrter.edge.resources import shipped_root
 
 UNIT_TEMPLATE = Path("systemd") / "dsrter.service"  # in the source folder, as are config.yaml and models/
 DEFAULT_CONFIG = Path("config.yaml")
@@ -125,9 +125,9 @@ class Installer:
         self.dry = bool(args.dry_run)
         self.out = out
         self.n = 0
-        # systemd/dsrter.service, config.yaml and models/ come from the source folder: --source, else the
-        # folder this package was installed from (pip install -e /opt/dsrter)
-        self.source: Optional[Path] = Path(args.source) if args.source is not None else checkout_dir()
+        # systemd/dsrter.service, config.yaml and models/ come from --source, else from the package: the
+        # checkout of an editable install (pip install -e /opt/dsrter), dsrter/shipped/ in a wheel
+        self.source: Optional[Path] = Path(args.source) if args.source is not None else shipped_root()
         models = args.models if args.models is not None else (self.source / "models" if self.source else Path("models"))
         self.models = Path(models)
 
@@ -182,7 +182,7 @@ class Installer:
             raise SystemExit("dsrter install-service: run as root (sudo), or try --dry-run")
         if self.source is None or not (self.source / UNIT_TEMPLATE).is_file():
             where = f"{self.source / UNIT_TEMPLATE} not found" if self.source else \
-                "dsrter was not installed from a source folder"
+                "this installation has no shipped config.yaml and models/"
             raise SystemExit(f"dsrter install-service: {where}; pass --source with the folder that holds "
                              f"{UNIT_TEMPLATE}, {DEFAULT_CONFIG} and models/ (the repository)")
         exe = Path(self.a.venv) / "bin" / "dsrter"
