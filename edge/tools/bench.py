@@ -891,7 +891,8 @@ def run_daemon_probe(cfg, models: ModelSet, clip: Path, broker: Optional[LocalBr
         if rss:
             out["rss_mb"] = {"steady": round(statistics.median(rss[len(rss) // 2:]) / 2**20, 1),
                              "peak": round(max([peak or 0, *rss]) / 2**20, 1)}
-        last = next((s for s in reversed(stats) if "fps" in s), None)
+        # the last stats while running: the final one at shutdown says running false, fps 0
+        last = next((s for s in reversed(stats) if "fps" in s and s.get("running", True)), None)
         if last is not None:
             out["daemon_stats"] = {k: last.get(k) for k in ("fps", "frames", "dropped_frames", "faces")}
             out["daemon_stats"]["latency_ms"] = last.get("latency_ms")
