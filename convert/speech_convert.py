@@ -24,7 +24,6 @@ import numpy as np
 from dsrter.convert.tflite_export import to_tflite
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
-from dsrter.convert.tflite_export import to_tflite
 from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file
 from dsrter.edge.infer.speech_classifier import SpeechClassifier
 from dsrter.train.speech_data import build_windows, load_dataset, read_audio

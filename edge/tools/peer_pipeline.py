@@ -92,7 +92,11 @@ class FerPeer:
         d = Path(data_dir) if data_dir is not None else fer_data_dir()
         self.cascade_path = d / "haarcascade_frontalface_default.xml"
         self.model_path = d / "emotion_model_quantized.tflite"
-        self.cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        cascade_cls = getattr(cv2, "CascadeClassifier", None)  # OpenCV 5's headless wheels leave it out
+        if cascade_cls is None:
+            raise PeerUnavailable(f"OpenCV {cv2.__version__} has no Haar cascade API; the peer needs opencv-contrib-python "
+                                  "(the test extra brings it)")
+        self.cascade = cascade_cls(str(self.cascade_path))
         if self.cascade.empty():
             raise PeerUnavailable(f"{self.cascade_path}: OpenCV cannot load this cascade")
         try:
@@ -103,7 +107,7 @@ class FerPeer:
 
     def find_faces(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         found = self.cascade.detectMultiScale(gray, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS,
-                                              flags=cv2.CASCADE_SCALE_IMAGE, minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE))
+                                              flags=getattr(cv2, "CASCADE_SCALE_IMAGE", 2), minSize=(MIN_FACE_SIZE, MIN_FACE_SIZE))
         return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in found] if len(found) else []
 
     @staticmethod
