@@ -89,7 +89,7 @@ def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
         members.append(model)
     card = convert_face(ckpts, data, tmp_path / "out", representative_n=50, mirror="off")
     assert card["inference"]["hflip_average"] is False and card["inference"]["decided_by"] == "--mirror off"
-    assert set(card["inference"]["publictest_int8_accuracy"]) == {"plain", "hflip_average"}  # both still measured
+    assert set(card["inference"]["publictest_int8_accuracy"]) == {"plain", "hflip_average", "labels"}  # both still measured, on the labels named
     with pytest.raises(ValueError, match="mirror must be"):
         convert_face(ckpts, data, tmp_path / "out", mirror="sometimes")
     arch = card["architecture"]
