@@ -73,7 +73,7 @@ def test_is_live_device_keeps_dev_paths_as_retried_cameras():
 def test_short_and_truncated_clips_are_reported_in_summary_and_on_stderr(tmp_path: Path):
     from mediagen import make_clip
 
-    short = make_clip(tmp_path / "short.mp4", width=160, height=120, seconds=0.6, audio="aac")
+    short = make_clip(tmp_path / "short.mp4", width=160, height=120, seconds=0.1, audio="aac")  # less audio than a first decision needs
     r = dsrter("analyze", str(short), "--out", str(tmp_path / "s"), "--no-video", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     warnings = json.loads((tmp_path / "s" / "summary.json").read_text())["analysis"]["warnings"]

@@ -126,7 +126,7 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: 
     warnings = [f"{clip.name}: {p}" for p in src.problems + audio.problems]
     if worker is not None and models.speech is not None and summary["events"]["speech"] == 0:
         warnings.append(f"{clip.name}: speech not analysed: the clip ({src.clip_time():.2f} s) is shorter than "
-                        f"half a speech window ({models.speech.window_s:g} s)")
+                        f"the speech stream's first decision needs ({worker.analyser.vad.lookback_s:g} s of audio)")
     summary["analysis"] = {
         "clip": clip.name, "duration_s": round(src.duration or 0.0, 3), "video_fps": round(src.fps, 3),
         "frames": frames, "dropped_frames": pipeline.dropped, "wall_s": round(wall, 3),
