@@ -187,9 +187,18 @@ def test_same_results_under_litert_1_4_0(model, both_results):
         print(f"{model.name}: {len(a)} inputs, top-1 equal {int((top_a == top_b).sum())}/{len(a)}, "
               f"outputs bit-identical {int((diff.reshape(len(a), -1).max(1) == 0).sum())}/{len(a)}, "
               f"max |diff| {diff.max()} (raw {a.dtype})")
-        bad = np.flatnonzero(top_a != top_b)
+        if not np.issubdtype(a.dtype, np.floating):
+            assert diff.max() <= 1, f"{model.name}: int8 outputs differ by {diff.max()} steps (more than rounding)"
+        # top-1 must agree, except on a tie within one quantisation step (int8 rounding may break it
+        # either way): there the runner-up is at most one step below the winner in both runs
+        flat_a, flat_b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+        gap_a = np.sort(flat_a, 1)[:, -1] - np.sort(flat_a, 1)[:, -2]
+        gap_b = np.sort(flat_b, 1)[:, -1] - np.sort(flat_b, 1)[:, -2]
+        tie = (gap_a <= 1) & (gap_b <= 1) & (not np.issubdtype(a.dtype, np.floating))
+        bad = np.flatnonzero((top_a != top_b) & ~tie)
         assert bad.size == 0, (f"{model.name}: top-1 differs under ai-edge-litert {PI_LITERT} on inputs "
                                f"{bad.tolist()}: {top_a[bad].tolist()} vs {top_b[bad].tolist()}")
+        assert int((top_a != top_b).sum()) <= max(1, len(a) // 10), f"{model.name}: too many ties broken differently"
         return
 
     for k, o, a, b in outs:
