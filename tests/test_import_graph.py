@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import subprocess
 import sys
 from pathlib import Path
 
@@ -193,6 +194,23 @@ def test_project_imports_are_at_the_top_of_the_file():
                 unexpected.append(f"{MODULES[m].relative_to(REPO)}:{line}: imports {target} inside a function")
     assert not unexpected, ("light project modules imported inside functions (move the import to the top; or "
                             "add the importing module to DEFERRED with the reason):\n" + "\n".join(unexpected))
+
+
+def test_building_the_command_line_loads_no_training_code():
+    """`dsrter --help` and every `dsrter run` build the whole parser: no training or conversion module,
+    and none of their libraries, may be loaded for it."""
+    code = ("import sys; from dsrter.edge.cli.main import build_parser; build_parser(); "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in {'scipy', 'torch', 'tensorflow', "
+            "'keras', 'sklearn', 'transformers', 'opensmile'} or m.startswith(('dsrter.train.', 'dsrter.convert.')))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.split() == [], f"building the parser loaded: {r.stdout.strip()}"
+
+
+def test_the_written_out_cli_defaults_match_their_source():
+    from dsrter.edge.cli.eval_speech import DEFAULT_GAIN_DB
+    from dsrter.train.speech_report import DEFAULT_LEVELS
+
+    assert DEFAULT_GAIN_DB == ",".join(DEFAULT_LEVELS)
 
 
 def test_every_package_folder_is_packaged():

@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from dsrter.train.nonspeech import NonSpeechError
-from dsrter.train.speech_report import DEFAULT_LEVELS, gain_sweep, split_report, window_probs
-from dsrter.train.speech_train import BaselineModel
+# speech_report.DEFAULT_LEVELS, written out: `dsrter --help` builds this parser, and importing the
+# training code for it would load openSMILE and SciPy into every command (tests/test_import_graph.py)
+DEFAULT_GAIN_DB = "0,-10,-20,-30,peak"
 
 HELP = "evaluate a speech emotion .tflite on a dataset folder or manifest, with an eGeMAPS + logistic-regression baseline"
 DESCRIPTION = (
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speech .tflite with its .json card beside it (default models/speech_emotion.tflite)")
     p.add_argument("--split", default="auto", choices=["auto", "test", "val", "train", "all"],
                    help="auto = test when the data has a test split, else all")
-    p.add_argument("--gain-db", default=",".join(DEFAULT_LEVELS), metavar="LIST",
+    p.add_argument("--gain-db", default=DEFAULT_GAIN_DB, metavar="LIST",
                    help="input levels for the gain sweep: dB relative to the recording and/or 'peak' "
                         "(peak-normalised); '' skips the sweep")
     p.add_argument("--vad", action="store_true",
@@ -88,7 +88,10 @@ def _print_rows(rows: dict[str, dict]) -> None:
 def main(args: argparse.Namespace) -> int:
     from dsrter.edge.infer.model_io import ModelError, load_card
     from dsrter.train.metrics import format_report
+    from dsrter.train.nonspeech import NonSpeechError
     from dsrter.train.speech_data import SpeechDataError, load_dataset
+    from dsrter.train.speech_report import gain_sweep, split_report, window_probs
+    from dsrter.train.speech_train import BaselineModel
 
     log = logging.getLogger(__name__)
     levels = [v.strip() for v in args.gain_db.split(",") if v.strip()]
@@ -161,6 +164,7 @@ def _vad_figures(card: dict, model: Path, sets, args: argparse.Namespace) -> dic
     import numpy as np
 
     from dsrter.edge.infer.voice_activity import SileroVad
+    from dsrter.train.nonspeech import NonSpeechError
     from dsrter.train.speech_data import read_audio
     from dsrter.train.vad_eval import av_samples_vad, evaluate_vad
 
