@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile
 from scipy.signal import butter, lfilter
 
 from dsrter.edge.infer.speech_features import to_mono_16k
@@ -95,8 +96,6 @@ def render_music(seed: int, seconds: float = 10.0) -> np.ndarray:
     exe = shutil.which("fluidsynth")
     if exe is None:
         raise NonSpeechError(f"fluidsynth not found; install the Debian packages: {DEBIAN_PACKAGES}")
-    import soundfile
-
     with tempfile.TemporaryDirectory() as tmp:
         mid, wav = Path(tmp) / "piece.mid", Path(tmp) / "piece.wav"
         _midi_piece(seed, seconds, mid)
@@ -108,8 +107,6 @@ def render_music(seed: int, seconds: float = 10.0) -> np.ndarray:
 
 def household_sounds() -> list[Sound]:
     """The freedesktop theme's non-spoken sounds (its ``audio-channel-*`` files say words)."""
-    import soundfile
-
     if not FREEDESKTOP_DIR.is_dir():
         raise NonSpeechError(f"{FREEDESKTOP_DIR} not found; install the Debian packages: {DEBIAN_PACKAGES}")
     out = []

@@ -165,7 +165,7 @@ def per_speaker(cprobs: np.ndarray, has: np.ndarray, items: Sequence[SpeechItem]
 
 def fit_logreg(x: np.ndarray, y: np.ndarray, seed: int = 0):
     """The baseline: standardised eGeMAPS + multinomial logistic regression (balanced classes)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # scikit-learn: train extra, only for the baseline
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -189,7 +189,7 @@ def logreg_probs(clf, x: np.ndarray) -> np.ndarray:
 
 def _keras_dataset(lm, eg, y, weights, batch_size, seed, augment):
     """Shuffled batches ((log-mel, eGeMAPS), one-hot, per-window weight) with optional SpecAugment."""
-    import keras
+    import keras  # train extra, loaded only when batches are built for training
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -225,7 +225,7 @@ def prepare_stats(train_items, recipe, cfg: SpeechTrainConfig) -> tuple[dict[str
 def train_speech(cfg: SpeechTrainConfig) -> dict[str, Any]:
     """Train the window classifier; returns the summary also written to ``train_info.json``."""
     set_threads(cfg.threads)
-    import keras
+    import keras  # TensorFlow/Keras: train extra, loaded only when a model is trained (after openSMILE)
     import tensorflow as tf
 
     from dsrter.train.speech_model import SpeechNetSpec, build_speech_model, count_params

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from dsrter.edge.infer.speech_features import default_recipe, frame_dbfs, is_speech
 from dsrter.edge.infer.voice_activity import SileroVad, VoiceDetector
 from dsrter.train.nonspeech import FREEDESKTOP_DIR, Sound, mix_at_snr, nonspeech_set  # noqa: F401
+from dsrter.train.speech_data import read_audio
 
 SR = 16000
 TICK_S = 0.25
@@ -156,8 +158,6 @@ def evaluate_vad(silero_model: Path, speech_clips: list[np.ndarray], sounds: lis
     reports = []
     items = list(detectors(silero_model).items())
     if progress:
-        from tqdm import tqdm
-
         items = tqdm(items, desc="voice activity", unit="detector")
     for name, make in items:
         det = make()
@@ -195,8 +195,6 @@ def evaluate_vad(silero_model: Path, speech_clips: list[np.ndarray], sounds: lis
 def av_samples_vad(folder: Path, ravdess_root: Path, det: VoiceDetector) -> dict[str, Any]:
     """Share of the silent time of the av-samples clips shown as "no speech" and of the voiced time
     shown as speaking, with the clips' speech placed from their RAVDESS sources."""
-    from dsrter.train.speech_data import read_audio
-
     rows = list(csv.DictReader((folder / "manifest.csv").open()))
     silent = [0, 0]
     spoken = [0, 0]
