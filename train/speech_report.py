@@ -13,20 +13,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from dsrter.edge.infer.model_io import TFLiteModel, load_card
+from dsrter.edge.infer.speech_classifier import temperature_scale
 from dsrter.train.speech_data import SpeechItem, WindowSet, build_windows
 from dsrter.train.speech_prep import normalise_set
 from dsrter.train.speech_train import per_speaker, tflite_window_probs, window_and_clip_reports
 
 DEFAULT_LEVELS = ("0", "-10", "-20", "-30", "peak")
-
-
-def temperature_scale(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): the calibration the device applies to the network's probabilities."""
-    if temperature == 1.0:
-        return probs
-    z = np.log(np.maximum(probs, 1e-6)) / temperature
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:

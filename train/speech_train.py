@@ -36,7 +36,6 @@ from dsrter.train.speech_data import (
     WindowSet,
     WindowSettings,
     build_windows,
-    clip_egemaps,
     clip_probabilities,
     dataset_checksums,
 )
@@ -370,16 +369,6 @@ def tflite_window_probs(model, lm: np.ndarray, eg: np.ndarray) -> np.ndarray:
     return out
 
 
-def speaker_zscore(ws: WindowSet) -> np.ndarray:
-    """eGeMAPS z-scored per speaker with that speaker's own windows (oracle speaker statistics)."""
-    x = ws.egemaps.astype(np.float64).copy()
-    spk = ws.speakers
-    for s in set(spk):
-        m = spk == s
-        x[m] = (x[m] - x[m].mean(axis=0)) / (x[m].std(axis=0) + 1e-3)
-    return x.astype(np.float32)
-
-
 class BaselineModel:
     """The baseline row: eGeMAPS window functionals + standardised logistic regression, fitted once on
     the training split (of every corpus given) and applied to each evaluated corpus."""
@@ -396,27 +385,3 @@ class BaselineModel:
 
     def reports(self, eval_ws: WindowSet) -> dict[str, Any]:
         return window_and_clip_reports(logreg_probs(self.clf, eval_ws.egemaps), eval_ws)
-
-
-def baseline_reports(train_items: Sequence[SpeechItem], eval_ws: WindowSet, recipe: dict[str, Any],
-                     cache_dir: str | None, workers: int = 1, seed: int = 0,
-                     speaker_norm: bool = False) -> dict[str, Any]:
-    """eGeMAPS functionals + standardised logistic regression fitted on ``train_items``.
-
-    Two rows: on the device's windows (window level, and clip level by averaging window
-    probabilities) and the classic one on whole-clip functionals (clip level).  With
-    ``speaker_norm`` a third: the window features z-scored per speaker first (each speaker's own
-    statistics, train and evaluation alike) - what per-speaker normalisation would give."""
-    train_ws = build_windows(train_items, recipe, recipe["hop_s"], cache_dir=cache_dir, workers=workers)
-    clf = fit_logreg(train_ws.egemaps, train_ws.labels, seed)
-    r = window_and_clip_reports(logreg_probs(clf, eval_ws.egemaps), eval_ws)
-    tr_clip = np.stack([clip_egemaps(it, cache_dir) for it in train_items])
-    clf_c = fit_logreg(tr_clip, np.array([it.label for it in train_items]), seed)
-    ev_clip = np.stack([clip_egemaps(it, cache_dir) for it in eval_ws.items])
-    rc = classification_report(eval_ws.clip_labels, logreg_probs(clf_c, ev_clip).argmax(1))
-    out = {"window": r["window"], "clip": r["clip"], "clip_functionals": rc}
-    if speaker_norm:
-        clf_s = fit_logreg(speaker_zscore(train_ws), train_ws.labels, seed)
-        rs = window_and_clip_reports(logreg_probs(clf_s, speaker_zscore(eval_ws)), eval_ws)
-        out["speaker_norm_window"], out["speaker_norm_clip"] = rs["window"], rs["clip"]
-    return out

@@ -28,6 +28,15 @@ from dsrter.edge.infer.voice_activity import EnergyVad, SileroVad, VoiceDetector
 _REQUIRED = ("recipe", "normalisation")
 
 
+def temperature_scale(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T) over the last axis: the calibration a speech card's temperature asks for."""
+    if temperature == 1.0:
+        return probs
+    z = np.log(np.maximum(probs, 1e-6)) / temperature
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 class SpeechClassifier:
     """The int8 (or float) speech emotion TFLite model with its card's feature pipeline.
 
@@ -139,8 +148,7 @@ class SpeechClassifier:
         arrays[self._i_eg] = eg[None]
         p = self.model.run(*arrays)[0].reshape(-1).astype(np.float32)
         p = np.clip(p, 0.0, None)
-        if self.temperature != 1.0:  # temperature scaling fitted on validation: softmax(log p / T)
-            p = np.exp(np.log(np.maximum(p, 1e-6)) / self.temperature)
+        p = temperature_scale(p, self.temperature)  # the card's calibration, fitted on validation
         s = float(p.sum())
         return p / s if s > 0 else np.full(NUM_CLASSES, 1.0 / NUM_CLASSES, np.float32)
 
