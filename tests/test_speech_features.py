@@ -129,3 +129,42 @@ def test_training_and_device_feature_paths_match(tmp_path):
             b = sf_.normalise_features(train_f.logmel[i], train_f.egemaps[i], RECIPE, stats)
             np.testing.assert_array_equal(a[0], b[0])
             np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_level_normalisation_is_gain_free_on_a_quiet_real_recording(ravdess_dir):
+    """RAVDESS speech sits near -40 dBFS; re-recorded 30 dB quieter (16-bit rounding included) it must
+    come out of the level stage at the same level, with the same frames counted as voiced, and over the
+    same noise floor (the recipe's dither masks the amplified quantisation noise)."""
+    from dsrter.train.speech_data import apply_level, read_audio
+
+    recipe = sf_.default_recipe()
+    lv = recipe["level"]
+    clip = read_audio(ravdess_dir / "Actor_19" / "03-01-05-02-01-01-19.flac")
+    x = np.asarray(clip[: recipe["window_samples"]], np.float32)
+    quiet = apply_level(x, "-30")
+    a, b = sf_.normalise_level(x, recipe), sf_.normalise_level(quiet, recipe)
+    da, db = sf_.frame_dbfs(a, recipe), sf_.frame_dbfs(b, recipe)
+    assert sf_.active_level_dbfs(a, recipe) == pytest.approx(lv["target_dbfs"], abs=0.5)
+    assert sf_.active_level_dbfs(b, recipe) == pytest.approx(lv["target_dbfs"], abs=0.5)
+    loud = da >= da.max() - lv["active_range_db"]
+    assert loud.sum() > 20 and (~loud).sum() > 20  # a clip with both voiced frames and pauses
+    np.testing.assert_allclose(db[loud], da[loud], atol=0.1)  # voiced frames: same level either way
+    assert np.abs(da - db)[~loud].mean() < 0.5  # pauses: the same dither floor
+    # without the dither the pauses differ by several dB (amplified quantisation noise vs the studio's floor)
+    plain = {**recipe, "level": {k: v for k, v in lv.items() if k != "dither_dbfs"}}
+    pa = sf_.frame_dbfs(sf_.normalise_level(x, plain), plain)
+    pb = sf_.frame_dbfs(sf_.normalise_level(quiet, plain), plain)
+    assert np.abs(pa - pb)[~loud].mean() > 3.0
+
+
+def test_level_stage_leaves_silence_and_older_cards_alone():
+    recipe = sf_.default_recipe()
+    silence = np.zeros(recipe["window_samples"], np.float32)
+    assert sf_.normalise_level(silence, recipe) is silence  # nothing to scale: no dither either
+    old = {**recipe, "level": {"target_dbfs": -26.0, "active_range_db": 30.0, "floor_dbfs": -75.0, "max_gain_db": 45.0}}
+    x = 0.01 * synth_voice("happy", 3)[: recipe["window_samples"]]
+    y = sf_.normalise_level(x, old)
+    nz = np.abs(x) > 1e-6
+    np.testing.assert_allclose(y[nz] / x[nz], y[nz][0] / x[nz][0], rtol=1e-4)  # a pure gain: no noise added
+    a, b = sf_.normalise_level(x, recipe), sf_.normalise_level(x, recipe)
+    np.testing.assert_array_equal(a, b)  # the dither is the same in every call

@@ -51,7 +51,11 @@ RECIPE_TEXT = (
     "x^2) are computed on the log-mel framing; the window is speech if at least min_active_s seconds of "
     "frames exceed threshold_dbfs. Silent windows are not classified. Level (when the recipe has 'level'): "
     "before both features the window is scaled so that the mean power of its frames within active_range_db of "
-    "the loudest frame (and above floor_dbfs) equals target_dbfs, with the gain capped at max_gain_db."
+    "the loudest frame (and above floor_dbfs, unless floor_selects is false) equals target_dbfs, with the gain "
+    "capped at max_gain_db; a window whose loudest frame is below floor_dbfs is left as it is. Then, "
+    "when the level has dither_dbfs, white Gaussian noise of that RMS level is added (the first window_samples "
+    "values of numpy.random.default_rng(dither_seed).standard_normal, the same in every window), so the "
+    "quantisation noise of a quiet input and a studio's digital silence look alike."
 )
 
 
@@ -63,6 +67,7 @@ def default_recipe(
     vad_threshold_dbfs: float = -50.0,
     vad_min_active_s: float = 0.25,
     level_target_dbfs: float | None = -26.0,
+    level_dither_dbfs: float | None = -60.0,
 ) -> dict[str, Any]:
     """The feature recipe: every constant the device needs to reproduce the training inputs."""
     win_length, hop_length = 400, 160
@@ -90,7 +95,8 @@ def default_recipe(
         "clip": 5.0,
         "vad": {"threshold_dbfs": float(vad_threshold_dbfs), "min_active_s": float(vad_min_active_s)},
         **({} if level_target_dbfs is None else {"level": {
-            "target_dbfs": float(level_target_dbfs), "active_range_db": 30.0, "floor_dbfs": -75.0, "max_gain_db": 45.0}}),
+            "target_dbfs": float(level_target_dbfs), "active_range_db": 30.0, "floor_dbfs": -90.0, "floor_selects": False, "max_gain_db": 60.0,
+            **({} if level_dither_dbfs is None else {"dither_dbfs": float(level_dither_dbfs), "dither_seed": 0})}}),
     }
 
 
@@ -297,17 +303,21 @@ def check_window(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
 
 def active_level_dbfs(audio: np.ndarray, recipe: dict[str, Any]) -> float | None:
     """Level of the voiced part: mean power of the frames within ``active_range_db`` of the loudest
-    frame and above ``floor_dbfs``; None when no frame is above the floor (silence)."""
+    frame (and above ``floor_dbfs`` unless ``floor_selects`` is false, so the same frames count at any
+    gain); None when no frame is above the floor (silence)."""
     lv = recipe["level"]
     db = frame_dbfs(audio, recipe)
     if db.size == 0 or db.max() < lv["floor_dbfs"]:
         return None
-    active = db[(db >= db.max() - lv["active_range_db"]) & (db >= lv["floor_dbfs"])]
-    return float(10.0 * np.log10(np.mean(10.0 ** (active / 10.0))))
+    active = db >= db.max() - lv["active_range_db"]
+    if lv.get("floor_selects", True):  # older cards: the floor also bounded the frames averaged
+        active &= db >= lv["floor_dbfs"]
+    return float(10.0 * np.log10(np.mean(10.0 ** (db[active] / 10.0))))
 
 
 def normalise_level(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
-    """Scale a window so its voiced part sits at ``level.target_dbfs`` (gain capped at ``max_gain_db``).
+    """Scale a window so its voiced part sits at ``level.target_dbfs`` (gain capped at ``max_gain_db``),
+    then add the fixed ``level.dither_dbfs`` noise floor when the recipe has one.
 
     Makes the features independent of microphone gain and distance; recipes without a ``level``
     entry (older cards) leave the audio as it is."""
@@ -318,7 +328,18 @@ def normalise_level(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
     if level is None:
         return audio
     gain_db = min(lv["target_dbfs"] - level, lv["max_gain_db"])
-    return (audio * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+    y = audio * np.float32(10.0 ** (gain_db / 20.0))
+    if lv.get("dither_dbfs") is not None:
+        y = y + _dither(len(y), int(lv.get("dither_seed", 0))) * np.float32(10.0 ** (lv["dither_dbfs"] / 20.0))
+    return y.astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _dither(n: int, seed: int) -> np.ndarray:
+    """Fixed unit-RMS white noise for :func:`normalise_level` (read-only, shared by every window)."""
+    d = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+    d.flags.writeable = False
+    return d
 
 
 def raw_window_features(audio: np.ndarray, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
