@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dsrter.convert.tflite_export import representative_from, to_tflite
+from dsrter.edge.infer.face_classifier import equalise
 from dsrter.edge.labels import LABELS
 from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.fer_data import PRIVATE_TEST, TRAIN, load_fer
@@ -83,6 +84,15 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
     paths = _as_list(checkpoints)
     states = [torch.load(c, weights_only=False) for c in paths]
     nets = [load_trained(c) for c in paths]
+    flags = {bool(st.get("equalize", False)) for st in states}
+    if len(flags) > 1:
+        raise ValueError("the checkpoints disagree on histogram equalisation (dsrter train face --equalize): "
+                         "members of one file must see the same input")
+    equalize = flags.pop()
+
+    def prep(images_u8: np.ndarray) -> np.ndarray:  # what the device feeds the model (FaceClassifier.predict)
+        return scale_images(equalise(images_u8) if equalize else images_u8)
+
     fer = load_fer(data)
     x_tr, _ = fer.split(TRAIN)
     x_te, y_te = fer.split(PRIVATE_TEST)
@@ -91,15 +101,15 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
     if len(x_te) == 0:  # sources without the split: verify on everything
         x_te = fer.images
 
-    keras_model, diff = build_keras(nets, scale_images(x_te[:64]))
+    keras_model, diff = build_keras(nets, prep(x_te[:64]))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     float_path, int8_path = out_dir / f"{name}_float.tflite", out_dir / f"{name}.tflite"
     float_path.write_bytes(to_tflite(keras_model))
-    int8_path.write_bytes(to_tflite(keras_model, representative_from(scale_images(x_tr), representative_n, seed)))
+    int8_path.write_bytes(to_tflite(keras_model, representative_from(prep(x_tr), representative_n, seed)))
 
     f_model, q_model = TFLiteModel(float_path), TFLiteModel(int8_path)
-    xs = scale_images(x_te)
+    xs = prep(x_te)
     p_float = np.concatenate([f_model.run(xs[i : i + 256])[0] for i in range(0, len(xs), 256)])
     p_int8 = np.concatenate([q_model.run(xs[i : i + 256])[0] for i in range(0, len(xs), 256)])
     agreement = float((p_float.argmax(1) == p_int8.argmax(1)).mean())
@@ -116,7 +126,7 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
         pass
     tta = {"hflip_average": mirror == "on"}
     if len(x_pub):
-        xp = scale_images(x_pub)
+        xp = prep(x_pub)
         plain = np.concatenate([q_model.run(xp[i : i + 256])[0] for i in range(0, len(xp), 256)])
         flipped = np.concatenate([q_model.run(xp[i : i + 256, :, ::-1])[0] for i in range(0, len(xp), 256)])
         acc_plain = float((plain.argmax(1) == y_pub).mean())
@@ -160,6 +170,8 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
                 **(crop or DEFAULT_CROP),
             },
             "resize": "to 48x48, cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging",
+            **({"equalize": "histogram", "equalize_rule": "cv2.equalizeHist on each 48x48 uint8 crop, before scaling"}
+               if equalize else {}),
             "scaling": "x = pixel / 127.5 - 1 (range -1..1), then q = round(x / scale) + zero_point, clipped to int8",
             "quantization": {"scale": float(qi["quantization"][0]), "zero_point": int(qi["quantization"][1])},
         },

@@ -24,9 +24,10 @@ def publictest_probabilities(checkpoint: Path, images_u8: np.ndarray) -> tuple[n
     from dsrter.train.face_train import load_trained, predict
 
     net = load_trained(checkpoint)
+    eq = bool(torch.load(checkpoint, weights_only=False).get("equalize", False))
     with torch.no_grad():
-        plain = torch.softmax(torch.as_tensor(predict(net, images_u8)), 1).numpy()
-        mirrored = torch.softmax(torch.as_tensor(predict(net, images_u8[:, :, ::-1].copy())), 1).numpy()
+        plain = torch.softmax(torch.as_tensor(predict(net, images_u8, equalize=eq)), 1).numpy()
+        mirrored = torch.softmax(torch.as_tensor(predict(net, images_u8[:, :, ::-1].copy(), equalize=eq)), 1).numpy()
     return plain, mirrored
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dsrter.edge.infer.face_classifier import equalise
 from dsrter.edge.labels import NUM_CLASSES
 from dsrter.train.face_augment import augment_faces
 from dsrter.train.face_corruptions import corrupt_batch
@@ -49,6 +50,7 @@ class FaceTrainConfig:
     init: str | None = None  # start from these weights (a best.pt, e.g. from face_import); new optimizer and schedule
     ferplus: bool = False  # train on FER+ vote distributions, select on PublicTest FER+ majority labels
     corrupt_p: float = 0.0  # share of faces given living-room camera corruptions (face_corruptions)
+    equalize: bool = False  # histogram-equalise every face after the corruptions, as the device does (card input.equalize)
     spec: FaceNetSpec = field(default_factory=FaceNetSpec)
 
 
@@ -78,9 +80,11 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images_u8: np.ndarray, batch: int = 512) -> np.ndarray:
-    """Logits for uint8 faces (N, 48, 48)."""
+def predict(model: torch.nn.Module, images_u8: np.ndarray, batch: int = 512, equalize: bool = False) -> np.ndarray:
+    """Logits for uint8 faces (N, 48, 48), histogram-equalised first when ``equalize``."""
     model.eval()
+    if equalize:
+        images_u8 = equalise(images_u8)
     outs = []
     for i in range(0, len(images_u8), batch):
         x = normalise(to_input(images_u8[i : i + batch])).contiguous(memory_format=torch.channels_last)
@@ -169,6 +173,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     spec = FaceNetSpec.from_dict(state["spec"]) if state else FaceNetSpec.from_dict(init["spec"]) if init else cfg.spec
     epochs = cfg.epochs if (cfg.epochs_override or not state) else state["epochs"]
     aug = state.get("augment_strength", 1.0) if state else cfg.augment_strength
+    equalize = bool(state.get("equalize", False)) if state else cfg.equalize
     _seed_all(cfg.seed)
     model = HybridFaceNet(spec).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)
@@ -193,7 +198,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         model.load_state_dict(init["model"])
         if init.get("batchnorm_folded"):
             sample = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:1024]
-            unfold_batchnorm(model, normalise(to_input(x_tr[sample])))
+            unfold_batchnorm(model, normalise(to_input(equalise(x_tr[sample]) if equalize else x_tr[sample])))
             log.info("imported weights: BatchNorm statistics re-measured on %d Training faces", len(sample))
         ema.load_state_dict(model.state_dict())
         log.info("starting from the weights in %s", cfg.init)
@@ -203,8 +208,8 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     total_steps = steps_per_epoch * epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     log.info("model: %d parameters, spec %s", count_params(model), spec.to_dict())
-    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f",
-             len(x_tr), len(x_va), epochs, steps_per_epoch, aug)
+    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f%s",
+             len(x_tr), len(x_va), epochs, steps_per_epoch, aug, "; faces histogram-equalised" if equalize else "")
 
     t_start = time.monotonic()
     epoch_times: list[float] = []
@@ -227,6 +232,8 @@ def train_face(cfg: FaceTrainConfig) -> dict:
             faces = x_tr_t[idx]
             if cfg.corrupt_p > 0:
                 faces = torch.from_numpy(corrupt_batch(faces.numpy(), corrupt_rng, cfg.corrupt_p))
+            if equalize:
+                faces = torch.from_numpy(equalise(faces.numpy()))
             xb = normalise(augment_faces(to_input(faces), gen, aug)).contiguous(memory_format=torch.channels_last)
             yb = y_tr_t[idx]
             for g in opt.param_groups:
@@ -240,7 +247,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         bar.close()
         rows = {}
         for tag, net in (("raw", model), ("ema", ema)):
-            rep = classification_report(y_va, predict(net, x_va).argmax(1))
+            rep = classification_report(y_va, predict(net, x_va, equalize=equalize).argmax(1))
             rows[tag] = (rep.accuracy, rep.macro_f1)
         pick = max(rows, key=lambda k: rows[k][0])
         epoch_times.append(time.monotonic() - t0)
@@ -265,12 +272,13 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         )
         if rows[pick][0] > best["val_acc"]:
             best = {"val_acc": rows[pick][0], "val_f1": rows[pick][1], "epoch": epoch + 1, "weights": pick}
-            torch.save({"spec": spec.to_dict(), "model": (ema if pick == "ema" else model).state_dict(), "best": best}, best_path)
+            torch.save({"spec": spec.to_dict(), "model": (ema if pick == "ema" else model).state_dict(), "best": best,
+                        "equalize": equalize}, best_path)
         torch.save(
             {
                 "spec": spec.to_dict(), "epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
                 "ema": ema.state_dict(), "optimizer": opt.state_dict(), "best": best, "history": history,
-                "generator": gen.get_state(), "augment_strength": aug,
+                "generator": gen.get_state(), "augment_strength": aug, "equalize": equalize,
             },
             last_path,
         )

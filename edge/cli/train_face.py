@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train on the FER+ crowd-vote distributions beside the npz and select on PublicTest FER+ majority labels")
     p.add_argument("--corrupt", type=float, default=0.0, metavar="P",
                    help="share of training faces given living-room camera corruptions (low light, blur, JPEG, small, rotated, occluded)")
+    p.add_argument("--equalize", action="store_true",
+                   help="histogram-equalise every face (after the corruptions) in training, selection and, through the "
+                        "card, on the device")
     p.add_argument("--max-train", type=int, default=None, help="use a random subset of the training images (smoke runs)")
 
 
@@ -54,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
         data=args.data, out_dir=args.out, epochs=args.epochs or 45, epochs_override=args.epochs is not None, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         threads=args.threads, time_budget_min=args.time_budget, resume=args.resume, max_train=args.max_train, spec=spec,
         augment_strength=args.augment, init=args.init, ferplus=args.ferplus, corrupt_p=args.corrupt,
+        equalize=args.equalize,
     )
     try:
         summary = train_face(cfg)

@@ -45,6 +45,13 @@ def cut_square(gray: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     return gray[y0 : y0 + side, x0 : x0 + side]
 
 
+def equalise(crops_u8: np.ndarray) -> np.ndarray:
+    """Histogram-equalise each uint8 crop (N, S, S) on its own (``cv2.equalizeHist``): a dim, low-contrast
+    living-room face gets the full grey range, as the well-lit training faces have."""
+    crops_u8 = np.ascontiguousarray(crops_u8, dtype=np.uint8)
+    return np.stack([cv2.equalizeHist(c) for c in crops_u8]) if len(crops_u8) else crops_u8
+
+
 class FaceClassifier:
     """Loads ``face_emotion.tflite`` + card; ``crop`` then ``predict`` (batched over faces)."""
 
@@ -56,6 +63,7 @@ class FaceClassifier:
             self.size = int(spec["shape"][1])
             self.margin = float(spec["crop"]["margin"])
             self.shift_y = float(spec["crop"].get("shift_y", 0.0))
+            self.equalise = spec.get("equalize") == "histogram"  # older cards: no equalisation
             # Test-time augmentation the card's metrics were measured with: mean of the crop and its mirror.
             card_choice = bool(self.card.get("inference", {}).get("hflip_average", False))
             self.hflip_average = card_choice if mirror_average is None else bool(mirror_average)
@@ -86,7 +94,7 @@ class FaceClassifier:
             crops_u8 = crops_u8[None]
         if len(crops_u8) == 0:
             return np.zeros((0, 7), np.float32)
-        x = self.scale(crops_u8)
+        x = self.scale(equalise(crops_u8) if self.equalise else crops_u8)
         if not self.hflip_average:
             return self.model.run(x)[0]
         (probs,) = self.model.run(np.concatenate([x, x[:, :, ::-1]]))
