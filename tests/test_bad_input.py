@@ -132,4 +132,3 @@ def test_a_truncated_audio_only_file_is_reported(tmp_path: Path):
     warnings = json.loads((tmp_path / "t" / "summary.json").read_text())["analysis"]["warnings"]
     assert any("no video stream" in w for w in warnings) and any("truncated" in w for w in warnings), warnings
     assert "dsrter analyze: warning: cut.mka: audio decoded up to" in r.stderr
-

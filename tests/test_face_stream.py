@@ -228,8 +228,7 @@ def _fill_pipe(fd: int) -> int:
     return n
 
 
-def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop(models, av_samples, tmp_path,
-                                                                                 monkeypatch):
+def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop(models, av_samples, tmp_path, monkeypatch):
     """Real frames through the face stream, the bus, the event recorder and the JSONL sink, with the speech
     worker wired in as the daemon wires it. The events file is a named pipe whose buffer is full and which
     nobody reads (the sink's writer thread hangs in write(), as on a dead SD card), and the speech classifier
