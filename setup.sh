@@ -65,8 +65,13 @@ make_venv() {  # $1: folder
 install_torch_cpu() {  # $1: venv
   "$1/bin/python" -c 'import torch' 2>/dev/null && return 0
   if [ -n "$TORCH_INDEX" ]; then
-    say "installing the CPU build of torch ($TORCH_SPEC from $TORCH_INDEX)"
-    "$1/bin/pip" install -q --index-url "$TORCH_INDEX" "$TORCH_SPEC" && return 0
+    # pip retries an unreachable index for about a minute: probe it first (5 s at most). Reachable: pip's
+    # usual retries; not reachable by Python (maybe only pip's own proxy settings reach it): one quick try.
+    local retry=()
+    "$1/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5).close()' \
+      "${TORCH_INDEX%/}/" 2>/dev/null || retry=(--retries 0 --timeout 10)
+    say "installing the CPU build of torch ($TORCH_SPEC from $TORCH_INDEX${retry:+, which did not answer a probe: one quick try})"
+    "$1/bin/pip" install -q "${retry[@]}" --index-url "$TORCH_INDEX" "$TORCH_SPEC" && return 0
     say "warning: the CPU build could not be installed from $TORCH_INDEX; taking torch from the default index (on x86_64 that is the CUDA build)"
   fi
   "$1/bin/pip" install -q "$TORCH_SPEC" || "$1/bin/pip" install -q "torch>=2.3"

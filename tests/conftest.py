@@ -25,7 +25,14 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-SHIPPED_MODELS = ("face_emotion.tflite", "face_emotion_float.tflite", "speech_emotion.tflite", "face_detection_short_range.tflite")
+SHIPPED_MODELS = (
+    "face_emotion.tflite",
+    "face_emotion_float.tflite",
+    "speech_emotion.tflite",
+    "face_detection_short_range.tflite",
+    "face_detection_full_range_sparse.tflite",
+    "silero_vad.onnx",
+)
 
 
 def pytest_configure(config) -> None:
@@ -108,5 +115,5 @@ def av_samples(shared_data) -> Path:
 def emodb_dir(shared_data) -> Path:
     p = shared_data / "emodb"
     if not (p / "manifest.csv").is_file():
-        pytest.skip("EmoDB not present")
+        skip_or_fail("EmoDB not present")
     return p

@@ -76,3 +76,28 @@ def make_clip(path: Path, *, width: int = 160, height: int = 120, fps: int = 25,
 
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+
+
+def audio_only(src: Path, dst: Path, codec: str) -> Path:
+    """Write ``src``'s audio track, decoded and encoded again with ``codec`` ("aac", "flac",
+    "pcm_s16le", ...), into ``dst``: a file with no video stream (its container from the suffix)."""
+    import av
+
+    dst = Path(dst)
+    with av.open(str(src)) as inp, av.open(str(dst), mode="w") as out:
+        a = inp.streams.audio[0]
+        rate = a.rate or 48000
+        layout = "mono" if (a.codec_context.channels or 1) == 1 else "stereo"
+        fmt = "fltp" if codec == "aac" else ("s16" if codec in ("flac", "pcm_s16le") else "fltp")
+        os_ = out.add_stream(codec, rate=rate, layout=layout)
+        resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        for frame in inp.decode(a):
+            for f in resampler.resample(frame):
+                for p in os_.encode(f):
+                    out.mux(p)
+        for f in resampler.resample(None):
+            for p in os_.encode(f):
+                out.mux(p)
+        for p in os_.encode(None):
+            out.mux(p)
+    return dst

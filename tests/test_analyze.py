@@ -172,6 +172,84 @@ def test_the_larger_face_is_the_one_the_manifest_names(av_samples, analysed, pre
     assert named == max(tracks, key=lambda k: tracks[k]["mean_area"])
 
 
+def _speech_states(out: Path) -> list[tuple[float, bool]]:
+    return [(r["t"], bool(r["speaking"])) for r in rows(out) if r["kind"] == "speech"]
+
+
+def test_an_audio_only_file_gets_the_speech_stream_alone(av_samples, cfg, analysed, tmp_path):
+    """An av-samples clip's sound alone, as .m4a/.mp4 (AAC), .flac and .wav: speech and fused events on the
+    clip's timeline, no annotated video, a warning that says so; the speaking states those of the clip."""
+    from mediagen import audio_only
+
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import load_models
+
+    clip = clip_named(av_samples, "clip03")
+    duration = float(manifest(av_samples)[clip.name]["duration_s"])
+    m4a = audio_only(clip, tmp_path / "voice.m4a", "aac")
+    out = tmp_path / "m4a"
+    p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "analyze", str(m4a), "--out", str(out),
+                        "-c", str(cfg[0]), "--no-progress"], capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "dsrter analyze: warning: voice.m4a: no video stream: speech analysed alone" in p.stderr
+    assert "no annotated.mp4" in p.stderr
+    assert sorted(f.name for f in out.iterdir()) == ["summary.json", "timeline.csv", "timeline.jsonl", "timeline.png"]
+    s = json.loads((out / "summary.json").read_text())
+    a = s["analysis"]
+    assert a["has_video"] is False and a["has_audio"] is True and a["frames"] == 0 and a["video_fps"] is None
+    assert any("no annotated.mp4" in w for w in a["warnings"]) and "annotated.mp4" not in a["outputs"]
+    assert abs(a["duration_s"] - duration) < 0.1 and abs(a["speech_windows"] - duration / 0.5) <= 3
+    evs = rows(out)
+    speech = [r for r in evs if r["kind"] == "speech"]
+    fused = [r for r in evs if r["kind"] == "emotion"]
+    assert {r["kind"] for r in evs} == {"speech", "emotion"} and s["events"]["face"] == 0
+    assert 0.0 <= min(r["t"] for r in evs) and max(r["t"] for r in evs) <= duration + 0.05
+    # each speech event fused on its own, once: same time, same label, no face
+    assert [(r["t"], r["label"]) for r in fused] == [(r["t"], r["label"]) for r in speech]
+    assert all(r["track_id"] is None and r["attribution"] == "none" for r in speech + fused)
+    assert s["speech"]["speaking_s"] > 1.0 and s["fused"]["dominant"] == s["speech"]["dominant"] is not None
+
+    # the clip itself, with its video: the speech stream steps on frame times there (up to a frame later),
+    # so the same speaking states show at the same hops
+    video = analysed(clip)
+    here, there = _speech_states(out), _speech_states(video["_out"])
+    assert len(here) == len(there)
+    assert all(abs(t1 - t2) <= 1 / 25 + 1e-3 and k1 == k2 for (t1, k1), (t2, k2) in zip(here, there)), (here, there)
+    assert abs(s["speech"]["speaking_s"] - video["speech"]["speaking_s"]) <= 0.1
+
+    # other containers: the same decoded sound gives the same timeline (lossless .flac/.wav alike; AAC again
+    # in an .mp4 with no video like the .m4a)
+    models = load_models(cfg[1])
+    try:
+        got = {}
+        for name, codec in (("voice.flac", "flac"), ("voice.wav", "pcm_s16le"), ("voice.mp4", "aac")):
+            f = audio_only(clip, tmp_path / name, codec)
+            res = analyze_clip(f, tmp_path / name.replace(".", "_"), cfg[1], models, video=False, progress=False)
+            assert res["analysis"]["has_video"] is False and res["events"]["speech"] == s["events"]["speech"]
+            got[name] = rows(tmp_path / name.replace(".", "_"))
+    finally:
+        models.close()
+    assert got["voice.flac"] == got["voice.wav"]
+    assert [(r["t"], r["kind"], r["label"]) for r in got["voice.mp4"]] == [(r["t"], r["kind"], r["label"]) for r in evs]
+    assert _speech_states(tmp_path / "voice_flac") == here
+
+
+def test_a_real_speech_recording_analysed_as_it_ships(cfg, ravdess_dir, tmp_path):
+    """A RAVDESS .flac as it comes: speech found where the actor speaks."""
+    from dsrter.edge.app.analyze import analyze_clip
+    from dsrter.edge.app.daemon import load_models
+
+    flac = sorted((ravdess_dir / "Actor_01").glob("*.flac"))[0]
+    models = load_models(cfg[1])
+    try:
+        s = analyze_clip(flac, tmp_path / "out", cfg[1], models, progress=False)
+    finally:
+        models.close()
+    assert s["analysis"]["has_video"] is False and s["analysis"]["frames"] == 0
+    assert s["speech"]["speaking_s"] >= 1.0 and s["speech"]["silent_s"] > 0.0
+    assert s["events"]["emotion"] == s["events"]["speech"] and s["fused"]["dominant"] == s["speech"]["dominant"]
+
+
 def test_a_file_without_audio(cfg, tmp_path, analysed):
     import av
     from mediagen import make_clip

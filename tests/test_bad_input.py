@@ -91,3 +91,44 @@ def test_short_and_truncated_clips_are_reported_in_summary_and_on_stderr(tmp_pat
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert any("truncated" in w for w in summary["analysis"]["warnings"]), summary["analysis"]
     assert "dsrter analyze: warning: cut.mkv: video decoded up to" in r.stderr
+
+
+def _subtitles_only(path: Path) -> Path:
+    """A Matroska file whose only stream is subtitles (remuxed by PyAV from an .srt FFmpeg reads)."""
+    import av
+
+    srt = path.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,000 --> 00:00:02,000\nno picture\n\n2\n00:00:02,500 --> 00:00:04,000\nno sound\n")
+    with av.open(str(srt)) as inp, av.open(str(path), mode="w") as out:
+        sub = out.add_stream_from_template(inp.streams.subtitles[0])
+        for packet in inp.demux(inp.streams.subtitles[0]):
+            if packet.dts is not None:
+                packet.stream = sub
+                out.mux(packet)
+    return path
+
+
+def test_analyze_a_file_with_neither_video_nor_audio_is_refused(tmp_path: Path):
+    import av
+
+    subs = _subtitles_only(tmp_path / "subs.mkv")
+    with av.open(str(subs)) as c:
+        assert [s.type for s in c.streams] == ["subtitle"]
+    r = dsrter("analyze", str(subs), "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
+    one_clear_line(r, "subs.mkv", "no video stream and no audio track")
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="shipped models missing")
+def test_a_truncated_audio_only_file_is_reported(tmp_path: Path):
+    from mediagen import audio_only, make_clip
+
+    whole = audio_only(make_clip(tmp_path / "tone.mkv", seconds=6.0, audio="aac"), tmp_path / "tone.mka", "flac")
+    cut = tmp_path / "cut.mka"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    r = dsrter("analyze", str(cut), "--out", str(tmp_path / "t"), "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    warnings = json.loads((tmp_path / "t" / "summary.json").read_text())["analysis"]["warnings"]
+    assert any("no video stream" in w for w in warnings) and any("truncated" in w for w in warnings), warnings
+    assert "dsrter analyze: warning: cut.mka: audio decoded up to" in r.stderr

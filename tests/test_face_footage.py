@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
 from dsrter.train.face_footage_check import ANNOTATION, annotated_frames, check, summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,7 +18,7 @@ MODEL = REPO / "models" / "face_emotion.tflite"
 def clip(av_samples) -> Path:
     p = av_samples / "real-footage-hamilton.mp4"
     if not p.is_file():
-        pytest.skip("real-footage-hamilton.mp4 not present")
+        skip_or_fail("real-footage-hamilton.mp4 not present")
     return p
 
 

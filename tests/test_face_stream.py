@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
@@ -187,29 +189,142 @@ def test_speech_worker_states_and_attribution():
     assert [e.speaking for e in got.of(SpeechEvent)] == [False, True, False]
 
 
-def test_speech_worker_thread_never_blocks_the_frame_loop():
+class StuckSpeechModel(FakeSpeechModel):
+    """A classifier that hangs in ``predict`` until the test releases it."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, audio):
+        self.entered.set()
+        self.release.wait(120)  # never longer than the test
+        return super().predict(audio)
+
+
+class CountRecords:
+    """A second recorder listener: every record the sinks were offered."""
+
+    def __init__(self):
+        self.n = 0
+
+    def on_record(self, rec):
+        self.n += 1
+
+    def on_faces_gone(self, track_ids):
+        pass
+
+
+def _fill_pipe(fd: int) -> int:
+    """Write into a non-blocking pipe until the kernel buffer is full; bytes written."""
+    n = 0
+    for size in (65536, 4096, 512, 1):
+        while True:
+            try:
+                n += os.write(fd, b"#" * size)
+            except BlockingIOError:
+                break
+    return n
+
+
+def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop(models, av_samples, tmp_path, monkeypatch):
+    """Real frames through the face stream, the bus, the event recorder and the JSONL sink, with the speech
+    worker wired in as the daemon wires it. The events file is a named pipe whose buffer is full and which
+    nobody reads (the sink's writer thread hangs in write(), as on a dead SD card), and the speech classifier
+    hangs in predict(). Every frame must still be processed while both hang (the sink's queue overflows
+    and counts drops); once released, the worker goes on and every record is written or counted as dropped.
+    (A sink that waited for room in its queue, or a frame loop that waited for the speech worker, hangs
+    here and fails the join below.)"""
+    from dsrter.edge.app.wiring import Streams
+    from dsrter.edge.config import EventsFileConfig, PublishPolicy, parse_config
+    from dsrter.edge.sinks import jsonl
+    from dsrter.edge.sinks.event_records import EventRecorder
+
+    det, clf = models
+    frames = clip_frames(av_samples, "clip03_face-happy_speech-happy.mp4", 60)
+    monkeypatch.setattr(jsonl, "MAX_QUEUE", 8)  # a queue that fills within a few frames
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    prefill = _fill_pipe(filler)
+
     bus = EventBus()
+    # every event becomes a record (no rate limit to speak of, a heartbeat at every event)
+    recorder = EventRecorder(PublishPolicy(heartbeat_s=0.001, max_rate_hz=1000.0), "test")
+    counted = CountRecords()
+    recorder.listen(counted)
+    sink = jsonl.JsonlSink(EventsFileConfig(enabled=True, path=fifo), bus, recorder=recorder)
+    streams = Streams(parse_config({}, env={}), bus, det, clf)
     audio = FakeAudio()
     audio.loud = True
-    model = FakeSpeechModel(slow_s=0.3)  # a slow classifier
-    w = SpeechWorker(audio, model, bus, LabelSmoother(), hop_s=0.05)
+    model = StuckSpeechModel()
+    worker = streams.add_speech(audio, model)
+    stop = threading.Event()
 
-    def clock():
+    def audio_clock():
         while not stop.is_set():
             audio.t += 0.01
             time.sleep(0.01)
 
-    stop = threading.Event()
-    threading.Thread(target=clock, daemon=True).start()
-    w.start()
-    t0 = time.monotonic()
-    gaps = []
-    for _ in range(50):  # the "frame loop" reads the latest state without waiting
-        a = time.monotonic()
-        _ = w.latest
-        gaps.append(time.monotonic() - a)
-        time.sleep(0.01)
-    w.stop()
+    processed = []
+
+    def frame_loop():
+        for f in frames:
+            streams.face.process(f)
+            processed.append(f.index)
+
+    loop = threading.Thread(target=frame_loop, daemon=True)
+    sink.start()
+    recorder.start(bus)
+    threading.Thread(target=audio_clock, daemon=True).start()
+    worker.start()
+    drained = bytearray()
+    try:
+        assert model.entered.wait(20), "the speech worker never reached the classifier"
+        loop.start()
+        loop.join(90)
+        hung = loop.is_alive()
+        done_while_stuck = len(processed)
+        assert not model.release.is_set()
+        assert not hung and done_while_stuck == len(frames), f"frame loop blocked after {done_while_stuck} frames"
+        assert sink.dropped > 0, "the sink's queue never filled: the writer was not stuck"
+        assert worker.windows == 0 or not worker.latest.speaking  # the classifier is still held
+    finally:
+        model.release.set()
+
+        def drain():
+            while True:
+                try:
+                    chunk = os.read(reader, 65536)
+                except BlockingIOError:
+                    if stop.is_set():
+                        return
+                    time.sleep(0.01)
+                    continue
+                if not chunk:
+                    if stop.is_set():
+                        return
+                    time.sleep(0.01)
+                    continue
+                drained.extend(chunk)
+
+        reading = threading.Thread(target=drain, daemon=True)
+        reading.start()
+        loop.join(60)
+    # released: the speech worker classifies, then the writer catches up
+    deadline = time.monotonic() + 20
+    while not (worker.latest is not None and worker.latest.speaking) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.stop()
+    recorder.stop()
+    sink.stop()
+    os.close(filler)
     stop.set()
-    assert max(gaps) < 0.01 and time.monotonic() - t0 < 2.0
-    assert w.windows >= 1 and w.latest.speaking
+    reading.join(10)
+    os.close(reader)
+    assert worker.latest is not None and worker.latest.speaking and worker.latest.label == "angry"
+    lines = bytes(drained[prefill:]).decode().splitlines()
+    assert len(lines) == sink.written and all(json.loads(line)["kind"] in ("face", "emotion", "speech") for line in lines)
+    assert sink.written + sink.dropped == counted.n and sink.written > 0

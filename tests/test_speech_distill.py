@@ -51,7 +51,15 @@ def test_distill_then_speech_model_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads((tmp_path / "student" / "student.json").read_text())
     assert info["teacher"]["hidden_size"] == 32 and info["embed_dim"] >= 1
-    assert len(info["history"]) == 3 and "val_cosine_to_teacher" in info["metrics"]
+    hist, m = info["history"], info["metrics"]
+    print(f"distillation: train MSE {[round(h['loss'], 4) for h in hist]}, validation R2 {[round(h['val_r2'], 3) for h in hist]}, "
+          f"cosine to the teacher {m['val_cosine_to_teacher']:.3f}")
+    assert len(hist) == 3
+    # the student learned its targets: training MSE fell by more than 5% over the 3 epochs (measured by hand
+    # with the same commands: 1.118 -> 0.979). On the one held-out speaker its R2 stays near 0 at this size
+    # (measured -0.02): not asserted. The epoch kept is the one with the best validation fit.
+    assert hist[-1]["loss"] < 0.95 * hist[0]["loss"]
+    assert m["val_r2"] == pytest.approx(max(h["val_r2"] for h in hist))
 
     r = dsrter("train", "speech", "--data", str(rav), "--student", str(tmp_path / "student"), "--epochs", "1",
                "--out", str(tmp_path / "run"), "--cache", cache, "--spec", '{"channels": [16, 16, 16]}')

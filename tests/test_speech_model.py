@@ -19,9 +19,12 @@ from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel
 from dsrter.edge.infer.speech_classifier import SpeechClassifier
+from conftest import skip_or_fail
 from test_speech_data import synth_voice, write_cremad, write_ravdess
 
 pytestmark = pytest.mark.slow
+
+MIN_BASELINE_UA = 0.8  # measured 1.0 (14 windows of test actor 21) with the commands of tiny_model, run by hand
 
 
 def dsrter(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -63,7 +66,15 @@ def test_conversion_gives_int8_model_litert_loads(tiny_model):
     assert {"window", "clip"} <= set(test["int8"])
     assert card["model"]["embedding"]["used"] is False
     assert card["training"]["data"][0]["audio_sha256"]
-    assert card["baseline"]["rows"]["ravdess:test"]["window"]["unweighted_accuracy"] >= 0
+    base = card["baseline"]["rows"]["ravdess:test"]["window"]
+    cm = np.asarray(base["confusion_matrix"], np.float64)
+    present = cm.sum(1) > 0
+    recomputed = float(np.mean(np.diag(cm)[present] / cm.sum(1)[present]))
+    print(f"baseline (eGeMAPS + logistic regression) window UA on the test speaker: {base['unweighted_accuracy']:.3f}")
+    assert base["unweighted_accuracy"] == pytest.approx(recomputed)
+    # the synthetic voices differ by pitch per label (tests/test_speech_data.synth_voice): a working baseline
+    # separates most of them for an unseen speaker; chance is 1/7
+    assert base["unweighted_accuracy"] >= MIN_BASELINE_UA
 
 
 def test_classifier_api_and_bad_inputs(tiny_model):
@@ -172,7 +183,7 @@ def test_eval_cli_manifest_without_splits(tiny_model, tmp_path):
 def test_shipped_model_card_and_device_path(ravdess_dir):
     model = Path(__file__).resolve().parents[1] / "models" / "speech_emotion.tflite"
     if not model.is_file():
-        pytest.skip("models/speech_emotion.tflite not built yet")
+        skip_or_fail("models/speech_emotion.tflite not built yet")
     clf = SpeechClassifier(model)
     card = clf.card
     test = card["metrics"]["ravdess:test"]

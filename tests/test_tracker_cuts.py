@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
+from conftest import skip_or_fail
 from dsrter.edge.streams.events import EventBus
 from dsrter.edge.infer.face_detector import Detection
 from dsrter.edge.sources.base import Frame
@@ -106,7 +106,7 @@ def test_real_clip_no_track_spans_the_scene_cut(av_samples):
 
     clip = av_samples / "real-footage-hamilton.mp4"
     if not clip.is_file():
-        pytest.skip("real-footage-hamilton.mp4 not present")
+        skip_or_fail("real-footage-hamilton.mp4 not present")
     detector = FaceDetector(REPO / "models" / "face_detection_short_range.tflite")
     tr, spans, src = Tracker(), {}, MediaFileSource(clip, realtime=False)
     src.open()

@@ -6,6 +6,10 @@ SpeechWorker step the daemon runs, so the same VAD, smoothing and attribution), 
 per-frame chunks. Every event's timestamp is clip time in seconds. Outputs in DIR:
 ``annotated.mp4`` (overlay, original audio kept), ``timeline.jsonl``/``.csv``/``.png`` and
 ``summary.json`` (the timeline summary plus per-track boxes, attribution and timings).
+
+A file with audio and no video stream is analysed as ``dsrter run`` does with no camera: the
+speech stream alone, each speech event fused on its own; there is no ``annotated.mp4`` (a
+warning in the summary says so).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dsrter.edge.display.overlay import draw_overlay
 from dsrter.edge.display.timeline import TimelineRecorder
 from dsrter.edge.display.video_writer import AnnotatedVideoWriter
 from dsrter.edge.infer.models import Models
-from dsrter.edge.sources.media_file import MediaFileSource
+from dsrter.edge.sources.media_file import AudioFileSource, MediaError, MediaFileSource, probe_tracks
 from dsrter.edge.streams.events import Event, EventBus, FaceEvent, FrameStats, SpeechEvent
 from dsrter.edge.streams.speech_stream import SpeechWorker
 
@@ -75,8 +79,16 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: 
     """Run both streams over ``clip`` and write the outputs to ``out_dir``; returns the summary.
 
     ``models`` are loaded once by the caller (so a batch of clips shares them). Raises
-    :class:`~dsrter.edge.sources.media_file.MediaError` for a missing or unreadable clip."""
+    :class:`~dsrter.edge.sources.media_file.MediaError` for a missing or unreadable clip, and for
+    one with nothing to analyse (neither video nor audio; audio only with speech analysis off)."""
     clip, out_dir = Path(clip), Path(out_dir)
+    has_video, has_audio = probe_tracks(clip)
+    if not has_video:
+        if not has_audio:
+            raise MediaError(f"{clip}: no video stream and no audio track: nothing to analyse")
+        if models.speech is None:
+            raise MediaError(f"{clip}: no video stream, and speech analysis is off (speech.enabled: false)")
+        return _analyze_audio_only(clip, out_dir, cfg, models, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     src = MediaFileSource(clip, realtime=False, loop=False)
     src.open()
@@ -124,20 +136,84 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: 
     wall = time.monotonic() - t_wall
     summary = recorder.write(out_dir, title=clip.name)
     warnings = [f"{clip.name}: {p}" for p in src.problems + audio.problems]
-    if worker is not None and models.speech is not None and summary["events"]["speech"] == 0:
-        warnings.append(f"{clip.name}: speech not analysed: the clip ({src.clip_time():.2f} s) is shorter than "
-                        f"the speech stream's first decision needs ({worker.analyser.vad.lookback_s:g} s of audio)")
+    warnings += _short_clip_warning(clip, worker, summary, src.clip_time())
     summary["analysis"] = {
-        "clip": clip.name, "duration_s": round(src.duration or 0.0, 3), "video_fps": round(src.fps, 3),
-        "frames": frames, "dropped_frames": pipeline.dropped, "wall_s": round(wall, 3),
+        "clip": clip.name, "duration_s": round(src.duration or 0.0, 3), "has_video": True,
+        "video_fps": round(src.fps, 3), "frames": frames, "dropped_frames": pipeline.dropped,
         "processing_fps": round(frames / wall, 2) if wall > 0 else None,
-        "speed_x_realtime": round((src.duration or 0.0) / wall, 2) if wall > 0 else None,
-        "stage_ms": book.timings(), "has_audio": bool(audio.has_audio),
-        "speech_windows": worker.windows if worker else 0, "speech_window_s": models.speech.window_s if models.speech else None,
-        "speech_hop_s": worker.analyser.hop_s if worker else None, "speech_tick_s": hop or None,
+        **_common(wall, src.duration, book, models, worker, bool(audio.has_audio), warnings),
+    }
+    return _finish(out_dir, summary)
+
+
+def _analyze_audio_only(clip: Path, out_dir: Path, cfg: Config, models: Models, progress: Optional[bool]) -> dict:
+    """The speech stream alone over an audio-only file, one hop of clip time per step; every speech
+    event is also fused on its own (as the daemon does with no camera). No annotated video."""
+    assert models.speech is not None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = AudioFileSource(clip)
+    src.open()
+    bus = EventBus()
+    recorder = TimelineRecorder()
+    book = _TrackBook()
+    bus.subscribe(recorder.on_event)
+    bus.subscribe(book.on_event)
+    streams = Streams.from_models(cfg, bus, models)  # no frames come: the face stream stays idle
+    worker = streams.add_speech(src.audio, models.speech)
+    hop = worker.hop_s
+    total = int(np.ceil(src.duration / hop)) if src.duration else None
+    t_wall = time.monotonic()
+    steps = 0
+    try:
+        disable = None if progress is None else not progress
+        with tqdm(total=total, unit="hop", desc=clip.name, disable=disable, leave=False) as bar:
+            while not src.ended:
+                steps += 1
+                src.advance_to(steps * hop)
+                ev = worker.step()
+                if ev is not None:
+                    streams.fuse_speech_alone(ev.timestamp)
+                bar.update(1)
+    finally:
+        src.close()
+    wall = time.monotonic() - t_wall
+    summary = recorder.write(out_dir, title=clip.name)
+    warnings = [f"{clip.name}: no video stream: speech analysed alone (each speech event fused on its own); "
+                "no annotated.mp4 written"]
+    warnings += [f"{clip.name}: {p}" for p in src.problems()]
+    warnings += _short_clip_warning(clip, worker, summary, src.audio.end_t)
+    summary["analysis"] = {
+        "clip": clip.name, "duration_s": round(src.duration or src.audio.end_t, 3), "has_video": False,
+        "video_fps": None, "frames": 0, "dropped_frames": 0, "processing_fps": None,
+        **_common(wall, src.duration or src.audio.end_t, book, models, worker, True, warnings),
+    }
+    return _finish(out_dir, summary)
+
+
+def _short_clip_warning(clip: Path, worker: Optional[SpeechWorker], summary: dict, length_s: float) -> list[str]:
+    if worker is None or summary["events"]["speech"] > 0:
+        return []
+    return [f"{clip.name}: speech not analysed: the clip ({length_s:.2f} s) is shorter than the speech "
+            f"stream's first decision needs ({worker.analyser.vad.lookback_s:g} s of audio)"]
+
+
+def _common(wall: float, duration: Optional[float], book: _TrackBook, models: Models,
+            worker: Optional[SpeechWorker], has_audio: bool, warnings: list[str]) -> dict:
+    """The summary's analysis fields shared by clips with and without video."""
+    return {
+        "wall_s": round(wall, 3), "speed_x_realtime": round((duration or 0.0) / wall, 2) if wall > 0 else None,
+        "stage_ms": book.timings(), "has_audio": has_audio,
+        "speech_windows": worker.windows if worker else 0,
+        "speech_window_s": models.speech.window_s if models.speech else None,
+        "speech_hop_s": worker.analyser.hop_s if worker else None, "speech_tick_s": worker.hop_s if worker else None,
         "tracks": book.tracks(), "speech_attribution": book.speech_attribution(),
         "models": models.versions, "warnings": warnings,
-        "outputs": sorted(p.name for p in out_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
     }
+
+
+def _finish(out_dir: Path, summary: dict) -> dict:
+    """List the outputs in the summary and write summary.json (over the timeline's own)."""
+    summary["analysis"]["outputs"] = sorted(p.name for p in out_dir.iterdir()
+                                            if p.is_file() and not p.name.startswith("."))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -7,17 +7,18 @@ import logging
 import sys
 from pathlib import Path
 
-HELP = "analyse a video file: annotated video (audio kept), emotion timeline (JSONL/CSV/PNG) and summary"
+HELP = "analyse a video (or audio) file: annotated video (audio kept), emotion timeline (JSONL/CSV/PNG) and summary"
 DESCRIPTION = (
     "Decode CLIP's video and audio as fast as possible and run both streams on the clip's timeline "
     "(speech in window_s windows every hop_s of clip time). Writes DIR/annotated.mp4, "
-    "DIR/timeline.jsonl, timeline.csv, timeline.png and summary.json. Exit 2: bad config or unreadable "
-    "clip; exit 3: missing or corrupt model."
+    "DIR/timeline.jsonl, timeline.csv, timeline.png and summary.json. A file with audio and no video "
+    "(.wav, .flac, .m4a, ...) gets the speech stream alone and no annotated.mp4. Exit 2: bad config, "
+    "unreadable clip or nothing to analyse; exit 3: missing or corrupt model."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("clip", type=Path, help="video file (any format FFmpeg reads); its audio track is analysed too")
+    p.add_argument("clip", type=Path, help="video or audio file (any format FFmpeg reads); the audio track is analysed too")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("-c", "--config", default=None, help="YAML config (models, smoothing, fusion); default: "
                    "$DSRTER_CONFIG, else ./config.yaml, else /etc/dsrter/config.yaml, else the packaged default")

@@ -92,4 +92,8 @@ def _warm_up(m: Models) -> None:
         m.face.predict(np.zeros((1, m.face.size, m.face.size), np.uint8))
     if m.speech is not None:
         n = int(round(m.speech.window_s * m.speech.sample_rate))
-        m.speech.predict(np.random.default_rng(0).normal(0.0, 1e-3, n).astype(np.float32))
+        noise = np.random.default_rng(0).normal(0.0, 1e-3, n).astype(np.float32)
+        m.speech.predict(noise)
+        # the voice-activity model the card names is opened per stream later: open and run it once now,
+        # so a missing or damaged one is a load error (exit 3) rather than a failure when a stream starts
+        m.speech.make_vad().update(noise, m.speech.window_s)

@@ -9,7 +9,8 @@ Writing happens on a background thread, so a slow SD card never stalls the frame
 queue between them is bounded (``MAX_QUEUE`` lines), and lines that do not fit are counted in
 ``dropped``. Rotation: when the file would exceed ``max_bytes`` it becomes ``<path>.1`` (older
 ones shift to ``.2`` ... ``.<backups>``, the oldest is deleted); ``backups: 0`` just starts the
-file again. Lines are flushed at least every ``FLUSH_INTERVAL_S``, and on ``stop()``.
+file again. A path that is not a regular file (a named pipe, ``/dev/stdout``) is written as a
+stream and never rotated. Lines are flushed at least every ``FLUSH_INTERVAL_S``, and on ``stop()``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from pathlib import Path
@@ -52,6 +54,7 @@ class JsonlSink:
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._file: Any = None
         self._size = 0
+        self._rotating = True  # a regular file; a pipe or a device is never rotated
 
     def start(self) -> None:
         if self._thread is not None:
@@ -133,7 +136,7 @@ class JsonlSink:
 
     def _write(self, line: str) -> None:
         data = line.encode("utf-8")
-        if self._size > 0 and self._size + len(data) > self.cfg.max_bytes:
+        if self._rotating and self._size > 0 and self._size + len(data) > self.cfg.max_bytes:
             self._rotate()
         if self._file is None:
             self._open()
@@ -143,7 +146,8 @@ class JsonlSink:
 
     def _open(self) -> None:
         self._file = open(self.path, "ab")
-        self._size = self._file.tell()
+        self._rotating = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+        self._size = self._file.tell() if self._rotating else 0  # a pipe has no position
 
     def _close(self) -> None:
         if self._file is not None:

@@ -17,6 +17,10 @@ the two stay in sync).
 
 Video and audio are decoded from two independent demuxers of the same file, so neither
 has to buffer the other's packets however the file is interleaved.
+
+A file with an audio track and no video stream (a .wav, .flac, .m4a, or an .mp4 without
+video) is read by :class:`AudioFileSource`: the same :class:`MediaAudio`, on a clock the
+caller moves (``dsrter analyze`` steps it one speech hop at a time).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import numpy as np
 
@@ -53,6 +57,25 @@ def _open_container(path: Path):
         return av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(f"{path}: cannot read as a media file ({exc})") from None
+
+
+def probe_tracks(path: str | Path) -> tuple[bool, bool]:
+    """(has a video stream, has an audio track) of a media file; :class:`MediaError` when it cannot be read."""
+    container = _open_container(Path(path))
+    try:
+        return bool(container.streams.video), bool(container.streams.audio)
+    finally:
+        container.close()
+
+
+class _Timeline(Protocol):
+    """What :class:`MediaAudio` reads of the source that owns it: the file and the clock."""
+
+    path: Path
+    loop: bool
+    loop_period: Optional[float]
+
+    def clip_time(self) -> float: ...
 
 
 def _origin(container) -> float:
@@ -294,7 +317,7 @@ class MediaAudio:
 
     sample_rate = TARGET_RATE
 
-    def __init__(self, source: MediaFileSource, buffer_s: float = 30.0) -> None:
+    def __init__(self, source: _Timeline, buffer_s: float = 30.0) -> None:
         self._src = source
         self._reporter = StatusReporter(log, f"media {source.path.name} audio",
                                         SourceStatus(state="missing", message="not opened"))
@@ -316,6 +339,11 @@ class MediaAudio:
     @property
     def status(self) -> SourceStatus:
         return self._reporter.status
+
+    @property
+    def end_t(self) -> float:
+        """Clip time just after the last sample decoded so far (the track's end once ``status`` is ``ended``)."""
+        return self._end_t
 
     def start(self) -> None:
         """Open the audio track (the owning source's ``open()`` already probes it)."""
@@ -445,3 +473,56 @@ class MediaAudio:
             self._eof = True
             self._close_locked()
             self._reporter.set("ended", f"end of audio track at {self._end_t:.2f} s")
+
+
+class AudioFileSource:
+    """A media file's audio track on its own (the file has no video stream), read on a clock the
+    caller moves with :meth:`advance_to`: :attr:`audio` returns the audio up to that clip time."""
+
+    loop = False
+    loop_period: Optional[float] = None
+
+    def __init__(self, path: str | Path, audio_buffer_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.duration: Optional[float] = None  # seconds from the container start, when known
+        self._t = 0.0
+        self._audio = MediaAudio(self, buffer_s=audio_buffer_s)
+
+    @property
+    def audio(self) -> MediaAudio:
+        return self._audio
+
+    @property
+    def ended(self) -> bool:
+        """The clock has passed the last decodable sample (or decoding failed)."""
+        return self._audio.status.state != "ok" and self._t >= self._audio.end_t
+
+    def open(self) -> None:
+        """Probe the file; raises :class:`MediaError` if it is missing, unreadable or has no audio track."""
+        container = _open_container(self.path)
+        try:
+            if not container.streams.audio:
+                raise MediaError(f"{self.path}: no audio track")
+            if container.duration is not None:
+                self.duration = float(container.duration) / 1_000_000
+        finally:
+            container.close()
+        self._audio._probe()
+
+    def clip_time(self) -> float:
+        return self._t
+
+    def advance_to(self, t: float) -> None:
+        """Move the clock forward to clip time ``t`` (never back)."""
+        self._t = max(self._t, float(t))
+
+    def problems(self) -> list[str]:
+        """Damage found while decoding, including a track that ends well before the declared duration."""
+        out = list(self._audio.problems)
+        end = self._audio.end_t
+        if self.ended and self.duration and end < self.duration - max(0.5, 0.05 * self.duration):
+            out.append(f"audio decoded up to {end:.2f} s of the {self.duration:.2f} s the file declares (truncated?)")
+        return out
+
+    def close(self) -> None:
+        self._audio.stop()
