@@ -13,7 +13,7 @@ person to another and neither does the label smoothed under it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -185,10 +185,14 @@ class Tracker:
             used.add(di)
         return matched, [i for i in range(len(dets)) if i not in used]
 
-    def update(self, detections: Sequence[Detection], frame: Optional[np.ndarray] = None) -> list[Track]:
+    def update(self, detections: Sequence[Detection], frame: Optional[np.ndarray] = None,
+               covered: Optional[Callable[[Box], bool]] = None) -> list[Track]:
         """Match this frame's detections; returns the live tracks (fresh ones and coasting ones).
 
         ``frame`` (grey or BGR, the one the detections come from) enables the scene-cut and appearance checks.
+        ``covered(box)``: could the detector have found a face at this (predicted) box? An unmatched track
+        it did not cover (the detector searched another part of the frame) moves on as between
+        detections, without counting a miss. None: the detector covers the whole frame.
         """
         looks: list[Optional[np.ndarray]] = [None] * len(detections)
         if frame is not None:
@@ -218,10 +222,11 @@ class Tracker:
                 t._since_detect = 0
                 keep.append(t)
             else:
-                t.missed += 1
                 t.fresh = False
                 t.box = self._predicted(t, 1)
                 t._since_detect += 1
+                if covered is None or covered(t.box):
+                    t.missed += 1
                 if t.missed <= self.max_missed_frames:
                     keep.append(t)
         for di in new:
