@@ -357,6 +357,7 @@ def count_macs(model_path: Path) -> dict[str, Any]:
     tensors = model.tensors()
     macs, other = 0, 0
     by_type: dict[str, int] = {}
+    by_kernel: dict[str, int] = {}  # where the MACs are: conv3x3, conv1x1, depthwise, fully_connected, ...
     for op in model.ops():
         outs, ins = op["outputs"], op["inputs"]
         if len(outs) == 0:
@@ -374,6 +375,9 @@ def count_macs(model_path: Path) -> dict[str, Any]:
             macs += m
             kind = "int8" if tensors[ins[0]]["dtype"] in (np.int8, np.uint8) else "float32"
             by_type[kind] = by_type.get(kind, 0) + m
+            op_kind = ("depthwise" if name == "DEPTHWISE_CONV_2D" else "fully_connected" if name == "FULLY_CONNECTED"
+                       else f"conv{int(w[1])}x{int(w[2])}")
+            by_kernel[op_kind] = by_kernel.get(op_kind, 0) + m
         else:
             other += n_out
     rng = np.random.default_rng(0)
@@ -385,7 +389,8 @@ def count_macs(model_path: Path) -> dict[str, Any]:
         model.invoke()
         times.append((time.perf_counter() - t) * 1e3)
     kind = max(by_type, key=lambda k: by_type[k]) if by_type else "float32"
-    return {"macs": int(macs), "other_elements": int(other), "arithmetic": kind,
+    return {"macs": int(macs), "macs_by_kernel": dict(sorted(by_kernel.items(), key=lambda kv: -kv[1])),
+            "other_elements": int(other), "arithmetic": kind,
             "invoke_ms_here": round(min(times[10:]), 4), "invoke_ms_here_p50": round(pct(times[10:], 50) or 0.0, 4)}
 
 
