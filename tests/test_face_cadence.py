@@ -64,9 +64,6 @@ def test_each_track_is_classified_at_once_then_every_nth_frame(av_samples, class
     assert total_every / total == pytest.approx(3.0, rel=0.15)  # a third of the classifier runs
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: a small face found by a whole-frame pass and by its tile pass with "
-                   "boxes overlapping by IoU < 0.3 gets two tracks; the one the next passes do not match coasts with a "
-                   "held label until it has missed max_missed_frames covering passes")
 def test_small_faces_keep_their_track_and_cadence_while_other_parts_are_searched(av_samples, classifier):
     """Real audience faces shrunk to ~40 px: found only by tile passes, their tracks neither churn nor stop
     being classified while the whole frame and the other tile are searched."""
@@ -88,10 +85,9 @@ def test_small_faces_keep_their_track_and_cadence_while_other_parts_are_searched
     classified, shown = run(frames, TiledDetector(FaceDetector(FULL), 2, 1), classifier, 1, 3)
     assert len(FaceDetector(FULL).detect(canvas)) < len(shown)  # the whole frame alone finds fewer
     assert len(shown) >= 3, dict(shown)  # the left tile's passes find the rest
-    assert len(shown) <= 5 + 1  # five faces: ids do not churn
     for tid, ks in shown.items():
-        # shown on the frames from its discovery on (measured when written: one of them ends 3 frames early)
-        assert len(ks) >= 0.9 * (48 - ks[0]) and ks == list(range(ks[0], ks[-1] + 1)), tid
-        # classified when due and its box is current; the left tile misses a 40 px face now and then
-        # (measured when written: 9 to 16 classifications of the 16 due in 48 frames)
+        assert ks == list(range(ks[0], 48)), tid  # one id per face from discovery on, shown on every frame
+        # classified when due and its box is current; a pass that covers a 40 px face misses it now and then
+        # (measured when written: the face the whole frame finds but the left tile does not, 9 times of 16)
+        print(f"track {tid}: shown from frame {ks[0]}, classified on {classified[tid]}")
         assert len(classified[tid]) >= 0.5 * ((48 - ks[0]) // 3), (tid, classified[tid])

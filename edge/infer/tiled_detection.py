@@ -115,6 +115,11 @@ class TiledDetector:
             out.append(Detection((x + region.x, y + region.y, bw, bh), d.score, kps))
         return out
 
+    @property
+    def last_pass(self) -> Region | None:
+        """The region the last call searched (the tracker measures motion between detections of one pass)."""
+        return self._last
+
     def covers(self, box: Box) -> bool:
         """Could the last pass have found a face with this box? A whole-frame pass covers every
         box when there are no tiles, else faces tall enough for it and faces that no tile holds

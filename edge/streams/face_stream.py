@@ -152,8 +152,10 @@ class FaceStream:
         if self.frames % self.detect_every == 0:
             dets = self.detector.detect(frame.image, frame.t)
             timer.lap("detect")
-            # a detector that searches part of the frame per call (TiledDetector) says which tracks it covered
-            tracks = self.tracker.update(dets, gray, getattr(self.detector, "covers", None))
+            # a detector that searches part of the frame per call (TiledDetector) says which tracks it
+            # covered, and which pass found the faces
+            tracks = self.tracker.update(dets, gray, getattr(self.detector, "covers", None),
+                                         getattr(self.detector, "last_pass", None))
         else:
             tracks = self.tracker.predict()
         timer.lap("track")
