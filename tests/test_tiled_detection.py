@@ -114,7 +114,7 @@ def test_real_faces_40px_high_are_found_with_tiles(full, footage):
             extra[name] += len(dets) - sum(i is not None for i in hit)
     print(f"\n40 px real faces (20 annotated): found whole frame {found['whole']}, whole + tiles {found['tiled']}; "
           f"other detections {extra}")
-    # measured when written: whole frame 7 of 20, with the two tiles 15 of 20, no other detection
+    # measured when written: whole frame 7 of 20, with the two tiles 14 of 20; one other detection with tiles
     assert found["tiled"] >= 13 and found["tiled"] >= found["whole"] + 5
     assert extra["tiled"] <= extra["whole"] + 1
 
