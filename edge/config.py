@@ -67,12 +67,23 @@ class FaceConfig(_Strict):
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
     detect_every_n_frames: int = Field(3, ge=1, le=30,
                                        description="run the detector on every Nth frame and track in between")
+    detect_tiles: tuple[int, int] = Field(
+        (2, 1), description="[columns, rows] of overlapping tiles searched in turn with the whole frame (small faces); [1, 1] = whole frame only")
+    classify_every_n_frames: int = Field(3, ge=1, le=30,
+                                         description="classify each track's face every Nth frame (a new track at once); the smoother holds its label in between")
     max_faces: int = Field(8, ge=1, le=64)
     threads: int = Field(2, ge=1, le=16, description="LiteRT interpreter threads for the classifier")
     mirror_average: Optional[bool] = Field(
         None, description="also classify each crop's mirror image and average (2 runs per face); null = the model card's choice")
     tracker: TrackerConfig = TrackerConfig()
     smoothing: SmoothingConfig = SmoothingConfig()
+
+    @field_validator("detect_tiles")
+    @classmethod
+    def _tiles(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not all(1 <= n <= 4 for n in v):
+            raise ValueError("columns and rows must each be 1 to 4, e.g. [2, 1]")
+        return v
 
 
 class SpeechConfig(_Strict):

@@ -113,6 +113,27 @@ def test_pi_estimate_arithmetic():
     assert pi_estimate(ours, macs, 5.0)["pi4"]["stages_ms"]["decode"] == pytest.approx(5.0)
 
 
+def test_pi_estimate_uses_the_counted_runs_not_one_per_frame():
+    from dsrter.edge.tools.bench import pi_estimate
+
+    def s(mean):
+        return {"mean": mean}
+
+    stages = {"decode": s(0.0), "detect": s(1.0), "crop": s(0.0), "face_classify": s(0.5), "face_classify_per_face": s(1.5),
+              "track_smooth_attribute": s(0.0), "fuse": s(0.0), "publish": s(0.0), "overlay_draw": s(0.0)}
+    macs = {"detector": {"macs": 30_000_000, "arithmetic": "float32", "invoke_ms_here": 1.0},
+            "face": {"macs": 4_420_000, "arithmetic": "int8", "invoke_ms_here": 0.5, "per_face_factor": 2}}
+    ours = {"faces_per_frame": 1.0, "cpu": {"cpu_ms_per_frame": 1.5}, "stages_ms": stages,
+            "detector_invokes_per_frame": 1 / 3, "faces_classified_per_frame": 1 / 3, "classifier_runs_per_face": 1}
+    est = pi_estimate(ours, macs, factor=5.0, detect_every=3)
+    st = est["pi4"]["stages_ms"]
+    # a third of a detector run per frame: 18.4 ms / 3, plus (1 - 1/3 x 1) ms x 5 of other work
+    assert st["detect"] == pytest.approx(18.4 / 3 + (1 - 1 / 3) * 5, abs=0.1)
+    # a third of a face per frame, ONE run each (as counted, whatever the card says): (1.0 + (1.5 - 0.5) x 5) / 3
+    assert st["face_classify"] == pytest.approx((4.42e6 / (300e6 / 68) + 1.0 * 5) / 3, abs=0.1)
+    assert est["detector_invokes_per_frame"] == pytest.approx(1 / 3, abs=1e-3) and est["classifier_runs_per_face"] == 1
+
+
 def test_dsrter_bench_runs_end_to_end_with_peer_rows_ratios_and_json(tmp_path, face_model, speech_model):  # noqa: F811
     import importlib.util
 

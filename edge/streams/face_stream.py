@@ -79,7 +79,7 @@ class FaceStream:
     """Owns the tracker, per-track smoothers, lip-motion attribution and fusion of one stream."""
 
     def __init__(self, bus: EventBus, detector: Optional[Detector] = None, classifier: Optional[FaceModel] = None, *,
-                 detect_every: int = 1,
+                 detect_every: int = 1, classify_every: int = 1,
                  tracker: Optional[Tracker] = None, smoothers: Optional[TrackSmoothers] = None,
                  fuser: Optional[Fuser] = None, attributor: Optional[Attributor] = None,
                  speech_state: Optional[Callable[[], Optional[SpeechEvent]]] = None,
@@ -88,6 +88,7 @@ class FaceStream:
         self.detector = detector  # None: face stream off (speech only)
         self.classifier = classifier
         self.detect_every = max(1, int(detect_every))
+        self.classify_every = max(1, int(classify_every))
         self.tracker = tracker or Tracker()
         self.smoothers = smoothers or TrackSmoothers()
         self.fuser = fuser or Fuser()
@@ -103,6 +104,7 @@ class FaceStream:
         self._times: deque[float] = deque()
         self._shape: Optional[tuple[int, int]] = None
         self._classified_at: dict[int, float] = {}
+        self._classified_frame: dict[int, int] = {}  # track id -> self.frames when it was last classified
         self._attr_lock = threading.Lock()
         self._attr: tuple[Optional[int], str] = (None, "none")
 
@@ -111,6 +113,7 @@ class FaceStream:
                     classifier: Optional[FaceModel] = None, **kw) -> "FaceStream":
         """From the top-level Config (face.tracker, face.smoothing, fusion)."""
         return cls(bus, detector, classifier, detect_every=cfg.face.detect_every_n_frames,
+                   classify_every=cfg.face.classify_every_n_frames,
                    tracker=Tracker(cfg.face.tracker.iou_threshold, cfg.face.tracker.max_missed_frames),
                    smoothers=TrackSmoothers.from_config(cfg.face.smoothing), fuser=Fuser.from_config(cfg.fusion), **kw)
 
@@ -133,8 +136,14 @@ class FaceStream:
             q.popleft()
         self.fps = (len(q) - 1) / (now - q[0]) if len(q) > 1 and now > q[0] else 0.0
 
+    def _due(self, t: Track) -> bool:
+        """Classify this track now? Only with a current box (not coasting after a miss); a new track at
+        once, then every ``classify_every`` frames (the smoother holds its label in between)."""
+        last = self._classified_frame.get(t.id)
+        return t.missed == 0 and (last is None or self.frames - last >= self.classify_every)
+
     def _faces(self, frame: Frame, gray: np.ndarray, timer: _Timer) -> tuple[list[Track], dict[int, tuple[Smoothed, np.ndarray]]]:
-        """Detect (or predict) and track; classify and smooth every track with a current box."""
+        """Detect (or predict) and track; classify and smooth the tracks that are due."""
         h, w = gray.shape
         if (h, w) != self._shape:  # new resolution (camera reopened differently): old boxes are meaningless
             self.tracker.reset()
@@ -143,11 +152,14 @@ class FaceStream:
         if self.frames % self.detect_every == 0:
             dets = self.detector.detect(frame.image, frame.t)
             timer.lap("detect")
-            tracks = self.tracker.update(dets, gray)
+            # a detector that searches part of the frame per call (TiledDetector) says which tracks it
+            # covered, and which pass found the faces
+            tracks = self.tracker.update(dets, gray, getattr(self.detector, "covers", None),
+                                         getattr(self.detector, "last_pass", None))
         else:
             tracks = self.tracker.predict()
         timer.lap("track")
-        current = [t for t in tracks if t.missed == 0]  # coasting (missed) tracks keep their last scores
+        current = [t for t in tracks if self._due(t)]  # the others keep their last smoothed scores
         updates: dict[int, tuple[Smoothed, np.ndarray]] = {}
         if current and self.classifier is not None:
             crops = np.stack([self.classifier.crop(gray, t.box) for t in current])
@@ -156,9 +168,11 @@ class FaceStream:
             for t, p in zip(current, probs):
                 updates[t.id] = (self.smoothers.update(t.id, p), p)
                 self._classified_at[t.id] = frame.t
+                self._classified_frame[t.id] = self.frames
         alive = {t.id for t in tracks}
         self.smoothers.keep_only(alive)
         self._classified_at = {k: v for k, v in self._classified_at.items() if k in alive}
+        self._classified_frame = {k: v for k, v in self._classified_frame.items() if k in alive}
         timer.lap("smooth")
         return tracks, updates
 

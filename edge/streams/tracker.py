@@ -13,7 +13,7 @@ person to another and neither does the label smoothed under it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Hashable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -85,11 +85,14 @@ class Track:
     fresh: bool = True  # the box comes from a detection on this very frame
     age: int = 0  # frames since the track was born
     look: Optional[np.ndarray] = field(default=None, repr=False)  # appearance patch of the last detection
-    _since_detect: int = field(default=0, repr=False)
-    _anchor: tuple[float, float] = field(default=(0.0, 0.0), repr=False)  # centre of the last detection
+    source: Hashable = field(default=None, repr=False)  # the detector pass that found the face first
+    # per detector pass: centre of this face's last detection by it and the track's age then. Velocity
+    # compares detections of the same pass only: passes at different scales (whole frame, tiles) place
+    # the same face's box a few pixels apart, which is no motion.
+    _anchors: dict[Hashable, tuple[tuple[float, float], int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._anchor = centre(self.box)
+        self._anchors[self.source] = (centre(self.box), self.age)
 
     @property
     def area(self) -> float:
@@ -146,7 +149,6 @@ class Tracker:
             t.box = self._predicted(t, 1)
             t.fresh = False
             t.age += 1
-            t._since_detect += 1
         return self.tracks
 
     def _match(self, dets: Sequence[Detection], looks: Sequence[Optional[np.ndarray]]) -> tuple[dict[int, int], list[int]]:
@@ -185,10 +187,16 @@ class Tracker:
             used.add(di)
         return matched, [i for i in range(len(dets)) if i not in used]
 
-    def update(self, detections: Sequence[Detection], frame: Optional[np.ndarray] = None) -> list[Track]:
+    def update(self, detections: Sequence[Detection], frame: Optional[np.ndarray] = None,
+               covered: Optional[Callable[[Box], bool]] = None, source: Hashable = None) -> list[Track]:
         """Match this frame's detections; returns the live tracks (fresh ones and coasting ones).
 
         ``frame`` (grey or BGR, the one the detections come from) enables the scene-cut and appearance checks.
+        ``covered(box)``: could the detector have found a face at this (predicted) box? An unmatched track
+        it did not cover (the detector searched another part of the frame) moves on as between
+        detections, without counting a miss. None: the detector covers the whole frame. ``source``: which
+        detector pass found these (any hashable, e.g. the TiledDetector's region); velocity is measured
+        between detections of the same pass.
         """
         looks: list[Optional[np.ndarray]] = [None] * len(detections)
         if frame is not None:
@@ -205,28 +213,30 @@ class Tracker:
             t.age += 1
             if ti in matched:
                 d = detections[matched[ti]]
-                steps = t._since_detect + 1
                 nc = centre(d.box)
-                vx, vy = (nc[0] - t._anchor[0]) / steps, (nc[1] - t._anchor[1]) / steps
-                a = self.velocity_alpha if t.hits > 1 else 1.0
-                t.velocity = (a * vx + (1 - a) * t.velocity[0], a * vy + (1 - a) * t.velocity[1])
-                t.box, t.score, t.keypoints, t._anchor = d.box, d.score, d.keypoints, nc
+                prev = t._anchors.get(source)
+                if prev is not None and t.age > prev[1]:
+                    steps = t.age - prev[1]
+                    vx, vy = (nc[0] - prev[0][0]) / steps, (nc[1] - prev[0][1]) / steps
+                    a = self.velocity_alpha if t.hits > 1 else 1.0
+                    t.velocity = (a * vx + (1 - a) * t.velocity[0], a * vy + (1 - a) * t.velocity[1])
+                t._anchors[source] = (nc, t.age)
+                t.box, t.score, t.keypoints = d.box, d.score, d.keypoints
                 t.look = looks[matched[ti]] if looks[matched[ti]] is not None else t.look
                 t.hits += 1
                 t.missed = 0
                 t.fresh = True
-                t._since_detect = 0
                 keep.append(t)
             else:
-                t.missed += 1
                 t.fresh = False
                 t.box = self._predicted(t, 1)
-                t._since_detect += 1
+                if covered is None or covered(t.box):
+                    t.missed += 1
                 if t.missed <= self.max_missed_frames:
                     keep.append(t)
         for di in new:
             d = detections[di]
-            keep.append(Track(id=self._next_id, box=d.box, score=d.score, keypoints=d.keypoints, look=looks[di]))
+            keep.append(Track(id=self._next_id, box=d.box, score=d.score, keypoints=d.keypoints, look=looks[di], source=source))
             self._next_id += 1
         self._tracks = keep
         return self.tracks

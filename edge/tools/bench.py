@@ -52,6 +52,7 @@ from dsrter.edge.infer.face_classifier import FaceClassifier
 from dsrter.edge.infer.face_detector import FaceDetector
 from dsrter.edge.infer.model_io import TFLiteModel, load_card
 from dsrter.edge.infer.speech_classifier import SpeechClassifier
+from dsrter.edge.infer.tiled_detection import TiledDetector
 from dsrter.edge.sinks.mqtt import MqttSink
 from dsrter.edge.sources.base import Frame
 from dsrter.edge.sources.media_file import MediaFileSource
@@ -356,6 +357,7 @@ def count_macs(model_path: Path) -> dict[str, Any]:
     tensors = model.tensors()
     macs, other = 0, 0
     by_type: dict[str, int] = {}
+    by_kernel: dict[str, int] = {}  # where the MACs are: conv3x3, conv1x1, depthwise, fully_connected, ...
     for op in model.ops():
         outs, ins = op["outputs"], op["inputs"]
         if len(outs) == 0:
@@ -373,6 +375,9 @@ def count_macs(model_path: Path) -> dict[str, Any]:
             macs += m
             kind = "int8" if tensors[ins[0]]["dtype"] in (np.int8, np.uint8) else "float32"
             by_type[kind] = by_type.get(kind, 0) + m
+            op_kind = ("depthwise" if name == "DEPTHWISE_CONV_2D" else "fully_connected" if name == "FULLY_CONNECTED"
+                       else f"conv{int(w[1])}x{int(w[2])}")
+            by_kernel[op_kind] = by_kernel.get(op_kind, 0) + m
         else:
             other += n_out
     rng = np.random.default_rng(0)
@@ -384,7 +389,8 @@ def count_macs(model_path: Path) -> dict[str, Any]:
         model.invoke()
         times.append((time.perf_counter() - t) * 1e3)
     kind = max(by_type, key=lambda k: by_type[k]) if by_type else "float32"
-    return {"macs": int(macs), "other_elements": int(other), "arithmetic": kind,
+    return {"macs": int(macs), "macs_by_kernel": dict(sorted(by_kernel.items(), key=lambda kv: -kv[1])),
+            "other_elements": int(other), "arithmetic": kind,
             "invoke_ms_here": round(min(times[10:]), 4), "invoke_ms_here_p50": round(pct(times[10:], 50) or 0.0, 4)}
 
 
@@ -634,7 +640,8 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
              broker: Optional[LocalBroker], progress: Callable[[str], None]) -> dict[str, Any]:
     bcfg = _bench_cfg(cfg, broker, f"bench{'4' if mosaic else '1'}")
     bus = EventBus()
-    det = FaceDetector(models.detector, cfg.face.min_detection_confidence, cfg.face.max_faces, mode="video")
+    det = TiledDetector(FaceDetector(models.detector, cfg.face.min_detection_confidence, cfg.face.max_faces, mode="video"),
+                        *cfg.face.detect_tiles)
     clf = TimedClassifier(FaceClassifier(models.face, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average))
     speech = worker = None
     if models.speech is not None:
@@ -661,6 +668,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
     crc_s = 0.0
     wall = 0.0
     windows0 = 0
+    invokes0 = classified = 0
     try:
         total = opts.warmup + opts.frames
         for i in range(total):
@@ -675,6 +683,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
                     if not sink.wait_connected(10):
                         raise BenchError("the bench's MQTT sink could not connect to its local broker")
                 cpu = CpuWindow()
+                invokes0 = det.invokes
                 t_start = time.perf_counter()
             frame, decode_ms = feed.read()
             t_cap = time.perf_counter()
@@ -690,6 +699,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
             k = i - opts.warmup
             st = res.stats.stage_ms
             crop_ms, pred_ms, n = clf.take()
+            classified += n
             rows["decode"].append(decode_ms)
             rows["detect"].append(st.get("detect", 0.0))
             rows["crop"].append(crop_ms)
@@ -725,6 +735,10 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
     out: dict[str, Any] = {
         "frames": n, "wall_s": round(wall, 3), "fps": round(n / wall, 2) if wall > 0 else None,
         "faces_per_frame": round(statistics.fmean(rows["faces"]), 2) if n else 0.0,
+        # what the face stream ran per measured frame (the Raspberry Pi estimate scales the networks by these)
+        "detector_invokes_per_frame": round((det.invokes - invokes0) / n, 4) if n else None,
+        "faces_classified_per_frame": round(classified / n, 4) if n else None,
+        "classifier_runs_per_face": 2 if clf.clf.hflip_average else 1,
         "stages_ms": {k: summary(v) for k, v in rows.items() if k not in ("faces", "capture_to_overlay")},
         "capture_to_overlay_ms": summary(rows["capture_to_overlay"]),
         "cpu": {**cpu_res, "cpu_ms_per_frame": round(1e3 * cpu_res.get("cpu_s", 0) / n, 3) if n else None},
@@ -924,8 +938,11 @@ def pi_estimate(ours: dict[str, Any], macs: dict[str, dict], factor: float, dete
     * Everything else in the stage (pre/post-processing, Python, OpenCV, decode, drawing): the
       time measured here minus this machine's bare invoke time for the model, times ``factor``
       (an assumed single-core speed ratio of this machine to a 1.8 GHz Cortex-A72).
-    * The detector network runs on every ``detect_every``-th frame (``face.detect_every_n_frames``;
-      the measured stage time already averages over the frames without a detection).
+    * The networks run as often as the face stream ran them in the measured run: detector invokes
+      per frame (``face.detect_every_n_frames``; one pass, whole frame or one tile, per detection
+      frame) and faces classified per frame (``face.classify_every_n_frames``) x runs per face (2
+      with ``face.mirror_average``), all counted, not assumed; the measured stage times already
+      average over the frames without a detection or a classification.
     * Raspberry Pi 5: the Pi 4 figure divided by 2..3 (Raspberry Pi's published "2-3x the CPU
       performance of Raspberry Pi 4").
     """
@@ -933,7 +950,7 @@ def pi_estimate(ours: dict[str, Any], macs: dict[str, dict], factor: float, dete
 
     def nn_ms(role: str) -> float:
         m = macs.get(role)
-        return m["macs"] * m.get("per_face_factor", 1) / rate[m["arithmetic"]] if m else 0.0
+        return m["macs"] / rate[m["arithmetic"]] if m else 0.0
 
     def here_invoke(role: str) -> float:
         m = macs.get(role)
@@ -951,13 +968,18 @@ def pi_estimate(ours: dict[str, Any], macs: dict[str, dict], factor: float, dete
     def mean(k: str) -> float:
         return float(st.get(k, {}).get("mean") or 0.0) * norm
 
-    det_calls = 1.0 / max(1, int(detect_every))  # detector invokes per frame
+    det_calls = ours.get("detector_invokes_per_frame")  # counted; else one per detection frame
+    det_calls = float(det_calls) if det_calls is not None else 1.0 / max(1, int(detect_every))
+    runs_per_face = int(ours.get("classifier_runs_per_face") or macs.get("face", {}).get("per_face_factor", 1))
+    classified = ours.get("faces_classified_per_frame")
+    classified = float(classified) if classified is not None else faces
     stages: dict[str, float] = {}
     stages["decode"] = mean("decode") * factor
     stages["detect"] = max(0.0, mean("detect") - det_calls * here_invoke("detector")) * factor + det_calls * nn_ms("detector")
     stages["crop"] = mean("crop") * factor
     per_face_here = float(st.get("face_classify_per_face", {}).get("mean") or 0.0) * norm
-    stages["face_classify"] = faces * (max(0.0, per_face_here - here_invoke("face")) * factor + nn_ms("face"))
+    stages["face_classify"] = classified * runs_per_face * nn_ms("face") \
+        + classified * max(0.0, per_face_here - runs_per_face * here_invoke("face")) * factor
     for k in ("track_smooth_attribute", "fuse", "publish", "overlay_draw"):
         stages[k] = mean(k) * factor
     frame_ms = sum(stages.values())
@@ -980,11 +1002,15 @@ def pi_estimate(ours: dict[str, Any], macs: dict[str, dict], factor: float, dete
         "here_wall_to_cpu_scale": round(norm, 3),
         "pi4_factor": factor,
         "detect_every_n_frames": max(1, int(detect_every)),
+        "detector_invokes_per_frame": round(det_calls, 4),
+        "faces_classified_per_frame": round(classified, 4),
+        "classifier_runs_per_face": runs_per_face,
         "pi4": {"stages_ms": {k: round(v, 1) for k, v in stages.items()}, "frame_ms": round(frame_ms, 1),
                 "fps_one_core": round(1000 / frame_ms, 1) if frame_ms else None, "speech_window": speech_window},
         "pi5": {"frame_ms": [round(frame_ms / hi, 1), round(frame_ms / lo, 1)],
                 "fps_one_core": [round(lo * 1000 / frame_ms, 1), round(hi * 1000 / frame_ms, 1)] if frame_ms else None},
-        "detect_every_n_frames_for_30fps_pi4": _detect_every_for({**stages, "detect": stages["detect"] / det_calls}, 30.0),
+        "detect_every_n_frames_for_30fps_pi4": _detect_every_for(
+            {**stages, "detect": stages["detect"] / det_calls if det_calls > 0 else 0.0}, 30.0),
     }
 
 
@@ -1035,6 +1061,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                               "its CPU); counts of MACs, faces and frames are not"],
         "settings": {"frame_size": list(SIZE), "frames": opts.frames, "warmup": opts.warmup,
                      "detect_every_n_frames": cfg.face.detect_every_n_frames, "face_threads": cfg.face.threads,
+                     "detect_tiles": list(cfg.face.detect_tiles), "classify_every_n_frames": cfg.face.classify_every_n_frames,
+                     "mirror_average": cfg.face.mirror_average,
                      "publish_policy_for_bench": "heartbeat 0.1 s, max 10 msgs/s per stream (QoS %d)" % cfg.mqtt.qos},
     }
     with tempfile.TemporaryDirectory(prefix="dsrter-bench-") as tmp:
@@ -1049,10 +1077,14 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
             if p is not None:
                 macs[role] = count_macs(p)
                 report["models"][role].update(macs[role])
-        with contextlib.suppress(Exception):  # the card may ask for the crop and its mirror (2 per face)
-            if load_card(models.face).get("inference", {}).get("hflip_average"):
-                macs["face"]["per_face_factor"] = 2
-                report["models"]["face"]["per_face_factor"] = 2
+        # runs per face: the crop and its mirror (2) when face.mirror_average (null: the card) says so
+        mirror = cfg.face.mirror_average
+        if mirror is None:
+            with contextlib.suppress(Exception):
+                mirror = bool(load_card(models.face).get("inference", {}).get("hflip_average"))
+        if "face" in macs:
+            macs["face"]["per_face_factor"] = 2 if mirror else 1
+            report["models"]["face"]["per_face_factor"] = 2 if mirror else 1
         clips, source = pick_clips(opts, work)
         report["frames_from"] = source
         broker = None
@@ -1254,5 +1286,8 @@ def format_report(rep: dict[str, Any]) -> str:
                      f"frames for 30 fps), Pi 5 ~{pe['pi5']['frame_ms'][0]}-{pe['pi5']['frame_ms'][1]} ms/frame"
                      + (f"; speech window on Pi 4 ~{p4['speech_window']['features_ms']} ms features + "
                         f"{p4['speech_window']['classify_ms']} ms classify (its own core)" if p4.get("speech_window") else ""))
+        lines.append(f"  per frame as run: {pe['detector_invokes_per_frame']} detector invokes, "
+                     f"{pe['faces_classified_per_frame']} faces classified x {pe['classifier_runs_per_face']} run(s); "
+                     "Pi 4 stages ms: " + ", ".join(f"{k} {v}" for k, v in p4["stages_ms"].items()))
         lines.append(f"  how: {pe['how']}")
     return "\n".join(lines)
