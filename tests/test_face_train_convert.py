@@ -101,7 +101,11 @@ def test_converting_the_shipped_model_again_keeps_its_answers_on_real_faces(tmp_
     shipped = Path(__file__).resolve().parents[1] / "models" / "face_emotion_float.tflite"
     if not shipped.is_file():
         pytest.skip("no shipped face_emotion_float.tflite")
-    ckpt = save_checkpoint(import_tflite(shipped), tmp_path / "shipped.pt", {"epoch": 0})
+    from dsrter.edge.infer.face_classifier import equalise
+    from dsrter.edge.infer.model_io import load_card
+
+    eq = load_card(shipped).get("input", {}).get("equalize") == "histogram"  # the device's input, as the card says
+    ckpt = save_checkpoint(import_tflite(shipped), tmp_path / "shipped.pt", {"epoch": 0}, equalize=eq)
     # real faces, fewer of them (the conversion also scores its data's test splits): the first 400 Training
     # faces (calibration), 200 PublicTest (the converter's mirror figures) and 1000 PrivateTest (compared here)
     fer = load_fer(fer_npz)
@@ -111,7 +115,7 @@ def test_converting_the_shipped_model_again_keeps_its_answers_on_real_faces(tmp_
     out = tmp_path / "out"
     convert_face(ckpt, subset, out, representative_n=300, mirror="off")
     x, y = load_fer(subset).split(PRIVATE_TEST)
-    xs = FaceClassifier.scale(x)
+    xs = FaceClassifier.scale(equalise(x) if eq else x)
 
     def probs(path):
         m = TFLiteModel(path)

@@ -144,14 +144,15 @@ def max_difference(net, tflite_path: str | Path, n: int = 32, seed: int = 0) -> 
     return float(np.abs(ours - ref).max())
 
 
-def save_checkpoint(net, out: str | Path, best: dict | None = None, source: str = "") -> Path:
-    """Write a best.pt-style checkpoint that `dsrter convert face` and face_select accept."""
+def save_checkpoint(net, out: str | Path, best: dict | None = None, source: str = "", equalize: bool = False) -> Path:
+    """Write a best.pt-style checkpoint that `dsrter convert face` and face_select accept (``equalize``:
+    the model expects histogram-equalised faces, as its card's input.equalize says)."""
     import torch
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"spec": net.spec.to_dict(), "model": net.state_dict(), "best": best or {}, "imported_from": source,
-                "batchnorm_folded": True}, out)  # `train face --init` re-measures the BatchNorms of such a file
+                "batchnorm_folded": True, "equalize": equalize}, out)  # `train face --init` re-measures the BatchNorms of such a file
     return out
 
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     training = card.get("training", {})
     best = {"epoch": training.get("best_epoch"), "val_acc": training.get("publictest_accuracy_at_selection")}
     source = " ".join(filter(None, (args.tflite.name, card.get("version"), "sha256", sha256_file(args.tflite))))
-    save_checkpoint(net, args.out, best, source=source)
+    save_checkpoint(net, args.out, best, source=source, equalize=card.get("input", {}).get("equalize") == "histogram")
     log.info("wrote %s (max probability difference to the TFLite file %.2e)", args.out, diff)
     return 0
 
