@@ -120,6 +120,7 @@ FORMAT_CHECKED=(
   tests/test_metrics.py tests/test_mqtt_broker.py tests/test_mqtt_spool.py tests/test_face_stream.py tests/test_smoothing.py
   tests/test_speech_features.py tests/test_speech_train.py tests/test_tracker.py tests/test_bad_input.py
   tests/test_config_discovery.py edge/infer/smile_api.py edge/infer/resample.py tests/test_smile_api.py tests/test_resample.py
+  edge/tools/speech_cost.py tests/test_speech_cost.py
   train/__init__.py edge/cli/train.py edge/cli/eval.py train/face_corruptions.py train/face_crop_calibration.py
   train/face_model.py train/fer_data.py train/metrics.py
 )
