@@ -74,11 +74,11 @@ def resample(x: np.ndarray, up: int, down: int) -> np.ndarray:
     # pos // up, pos = (k + skip) * down; the input is zero-padded by `taps - 1` in front and at the end
     pos = np.arange(skip, skip + n_out, dtype=np.int64) * down
     newest = pos // up
-    padded = np.zeros(taps - 1 + max(len(x), int(newest[-1]) + 1), dtype)
+    padded: np.ndarray = np.zeros(taps - 1 + max(len(x), int(newest[-1]) + 1), dtype)
     padded[taps - 1 : taps - 1 + len(x)] = x
     # one tap at a time over all outputs, oldest input first: each output's products are added in
     # scipy's order, one rounding per product and per addition
-    out = np.zeros(n_out, dtype)
+    out: np.ndarray = np.zeros(n_out, dtype)
     if up == 1:  # a single phase: each tap's inputs are a strided slice
         first = int(newest[0])
         for j in range(taps):
