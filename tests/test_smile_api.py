@@ -69,6 +69,19 @@ def test_same_values_as_the_opensmile_package(windows):
     back.close()
 
 
+def test_threads_each_get_their_own_instance(windows):
+    """The extractor resets one openSMILE instance per thread between windows: two threads at once
+    give what one thread gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ex = sf_.EgemapsExtractor()
+    alone = [ex(w) for w in windows]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(ex, windows * 2))
+    for i, v in enumerate(together):
+        np.testing.assert_array_equal(v, alone[i % len(windows)], err_msg=f"window {i % len(windows)}")
+
+
 def test_a_window_too_short_for_one_frame_is_all_undefined():
     ref = _opensmile_reference()
     short = np.full(100, 0.01, np.float32)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys as _sys
+import threading
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -237,7 +238,8 @@ def log_mel(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
 
 
 class EgemapsExtractor:
-    """openSMILE eGeMAPSv02 functionals of one window; openSMILE's configuration is parsed once per rate.
+    """openSMILE eGeMAPSv02 functionals of one window; openSMILE's configuration is parsed once per rate
+    and thread (an openSMILE instance is reset between windows, so each thread has its own).
 
     Raises :class:`dsrter.edge.infer.smile_api.SmileUnavailable` (one line naming what to install) when
     openSMILE's native library is not installed."""
@@ -249,14 +251,17 @@ class EgemapsExtractor:
                 "import dsrter.edge.infer.speech_features (or opensmile) before tensorflow/keras"
             )
         self._files = smile_api.locate()
-        self._smiles = {TARGET_SR: smile_api.SmileFunctionals(TARGET_SR, files=self._files)}
-        self.names: list[str] = list(self._smiles[TARGET_SR].names)
+        self._local = threading.local()
+        self.names: list[str] = list(self._smile(TARGET_SR).names)
+
+    def _smile(self, sample_rate: int) -> smile_api.SmileFunctionals:
+        mine: dict[int, smile_api.SmileFunctionals] = self._local.__dict__.setdefault("smiles", {})
+        if sample_rate not in mine:
+            mine[sample_rate] = smile_api.SmileFunctionals(sample_rate, files=self._files)
+        return mine[sample_rate]
 
     def __call__(self, audio: np.ndarray, sample_rate: int = TARGET_SR) -> np.ndarray:
-        smile = self._smiles.get(int(sample_rate))
-        if smile is None:
-            smile = self._smiles[int(sample_rate)] = smile_api.SmileFunctionals(int(sample_rate), files=self._files)
-        v = smile(np.ascontiguousarray(audio, dtype=np.float32))
+        v = self._smile(int(sample_rate))(np.ascontiguousarray(audio, dtype=np.float32))
         # openSMILE leaves a few functionals undefined when no voiced frame exists; 0 is its own
         # value for those elsewhere and the z-score maps it to a finite input.
         return np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
