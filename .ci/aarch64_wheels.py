@@ -15,7 +15,9 @@ Raspberry Pi OS Trixie's, by default) this:
 3. checks that the lock is closed for that target: every dependency (with its markers evaluated
    for the target, not for this machine, which pip's own resolver would do) of every locked wheel
    is locked too, at a version the dependent accepts, and every dependency in pyproject.toml is
-   locked at a version its range accepts.
+   locked at a version its range accepts. The one exception is ``INSTALLED_WITHOUT_DEPS``
+   (opensmile, whose Python side the runtime does not use; the lock is installed with
+   ``--no-deps``): its requirements are listed as left out, not required.
 
 A package with no fitting wheel is listed as MISSING (pip stops at the first one, so the check
 drops it and asks again until the rest resolve). Exit status: 0 all good, 1 a wheel is missing or
@@ -61,6 +63,13 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 OLDEST_GLIBC_MINOR = 17  # manylinux2014 == manylinux_2_17, the oldest tag aarch64 wheels use
+# Locked packages installed with `pip install --no-deps` whose own requirements are deliberately not
+# followed, with the reason (printed with the result). Every other package's requirements must be locked.
+INSTALLED_WITHOUT_DEPS = {
+    "opensmile": "the runtime uses only the native library and config files inside its wheel "
+                 "(edge/infer/smile_api.py), not its Python side, whose requirements (audinterface, audobject, "
+                 "and through them audformat, pandas, pyarrow, ...) would add ~260 MB (x86_64, du)",
+}
 
 
 def target_env(python: str, arch: str) -> dict[str, str]:
@@ -199,6 +208,8 @@ def verify(res: TargetResult, env: dict[str, str], plats: list[str], arch: str) 
         if (name, extra) in seen or name not in res.wheels:
             continue
         seen.add((name, extra))
+        if name in INSTALLED_WITHOUT_DEPS:
+            continue
         for text in res.wheels[name]["requires_dist"]:
             req = Requirement(text)
             if req.marker is not None and not req.marker.evaluate(dict(env, extra=extra)):
@@ -223,7 +234,8 @@ def verify(res: TargetResult, env: dict[str, str], plats: list[str], arch: str) 
     needed = {canonicalize_name(r.name) for r in roots}
     stack = list(needed)
     while stack:
-        for text in res.wheels.get(stack.pop(), {}).get("requires_dist", []):
+        name = stack.pop()
+        for text in [] if name in INSTALLED_WITHOUT_DEPS else res.wheels.get(name, {}).get("requires_dist", []):
             req = Requirement(text)
             dep = canonicalize_name(req.name)
             if (req.marker is None or req.marker.evaluate(env)) and dep not in needed:
@@ -232,6 +244,14 @@ def verify(res: TargetResult, env: dict[str, str], plats: list[str], arch: str) 
     unused = sorted(set(res.wheels) - needed)
     if unused:
         res.warnings.append("locked but not needed on this target: " + ", ".join(unused))
+    for name, why in INSTALLED_WITHOUT_DEPS.items():
+        if name not in res.wheels:
+            res.problems.append(f"{name}: INSTALLED_WITHOUT_DEPS names it but the lock does not pin it")
+            continue
+        skipped = sorted({canonicalize_name(Requirement(t).name) for t in res.wheels[name]["requires_dist"]
+                          if Requirement(t).marker is None or Requirement(t).marker.evaluate(env)})
+        res.warnings.append(f"{name}: installed with --no-deps, its requirements ({', '.join(skipped) or 'none'}) "
+                            f"deliberately left out: {why}")
 
 
 def short_tag(filename: str) -> str:

@@ -28,6 +28,11 @@ PACKAGES = {"edge": "dsrter.edge", "train": "dsrter.train", "convert": "dsrter.c
 # makes a project module heavy
 HEAVY_LIBRARIES = {"torch", "tensorflow", "keras", "transformers", "sklearn", "mediapipe",
                    "opensmile"}  # openSMILE: native library, and it must be loaded before TensorFlow
+# project modules that are heavy by themselves, with the reason
+HEAVY_MODULES: dict[str, str] = {
+    "dsrter.edge.infer.speech_features": "loads openSMILE's native library (libSMILEapi) when imported, so that it "
+                                         "is in memory before TensorFlow's",
+}
 
 # module (fnmatch pattern) -> why it imports (light) project modules inside functions
 DEFERRED: dict[str, str] = {
@@ -114,7 +119,7 @@ def graph() -> dict[str, set[str]]:
 def heavy_modules() -> set[str]:
     """Project modules that load a heavy library when imported (directly or through each other)."""
     heavy = {m for m in MODULES if any(not nested and lib in HEAVY_LIBRARIES
-                                       for lib, _, nested in imports_of(m, project=False))}
+                                       for lib, _, nested in imports_of(m, project=False))} | set(HEAVY_MODULES)
     top = {m: {t for t, _, nested in imports_of(m) if not nested} for m in MODULES}
     grew = True
     while grew:
@@ -175,6 +180,7 @@ def test_the_walk_sees_the_project():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     heavy = heavy_modules()
     assert "dsrter.train.face_model" in heavy and "dsrter.edge.infer.speech_features" in heavy  # torch, openSMILE
+    assert set(HEAVY_MODULES) <= set(MODULES), "HEAVY_MODULES names a module that does not exist"
     assert "dsrter.edge.config" not in heavy
 
 

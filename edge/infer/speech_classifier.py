@@ -23,6 +23,7 @@ import numpy as np
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel, load_card
+from dsrter.edge.infer.smile_api import SmileUnavailable
 from dsrter.edge.infer.voice_activity import EnergyVad, SileroVad, VoiceDetector
 
 _REQUIRED = ("recipe", "normalisation")
@@ -104,6 +105,10 @@ class SpeechClassifier:
         if out_shape != (NUM_CLASSES,):
             raise ModelError(f"{model_path}: output shape {out_shape}, expected ({NUM_CLASSES},)")
         self.labels = LABELS
+        try:  # openSMILE's native library, set up now: a missing one is a one-line error at start, not a traceback later
+            sf_.egemaps_names()
+        except SmileUnavailable as exc:
+            raise ModelError(f"speech stream: {exc}; or run without speech (speech.enabled: false)") from None
 
     @property
     def window_samples(self) -> int:

@@ -1,13 +1,16 @@
 """Speech features computed by the same code in training and on the device.
 
-Everything here is numpy/scipy plus openSMILE (no Torch, TensorFlow or librosa), so the daemon can
-import it on a Raspberry Pi.  The pieces, in the order the speech stream uses them:
+Everything here is numpy plus openSMILE's native library (no scipy, pandas, Torch, TensorFlow or
+librosa), so the daemon can import it on a Raspberry Pi.  The pieces, in the order the speech stream
+uses them:
 
 * :func:`to_mono_16k` - any sample rate / channel count of float or integer PCM -> float32 mono 16 kHz;
 * :func:`is_speech` - an energy gate: silence and near-silence never reach the classifier;
 * :func:`split_windows` - fixed-length windows (2 s, hop 0.5 s by default) over a clip;
 * :func:`log_mel` - frame-level log-mel spectrogram (numpy FFT, HTK mel filterbank);
-* :class:`EgemapsExtractor` - openSMILE eGeMAPSv02 functionals (88 values per window);
+* :class:`EgemapsExtractor` - openSMILE eGeMAPSv02 functionals (88 values per window), computed by
+  openSMILE's C library driven directly (:mod:`dsrter.edge.infer.smile_api`), the same values as the
+  ``opensmile`` Python package gives;
 * :func:`normalise_features` - optional per-window mean removal, then the z-score whose
   statistics were fitted on the training split and stored in the model card.
 
@@ -18,19 +21,22 @@ card, so a third party can recompute the inputs from the card alone.
 from __future__ import annotations
 
 import math
+import sys as _sys
+import threading
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-import sys as _sys
+from dsrter.edge.infer import smile_api
+from dsrter.edge.infer.resample import resample
 
-_TF_BEFORE_OPENSMILE = "opensmile" not in _sys.modules and "tensorflow" in _sys.modules
-try:  # openSMILE's native library must be loaded before TensorFlow's: the reverse order corrupts the
-    import opensmile as _opensmile  # heap on the first openSMILE call (seen with TF 2.21 + opensmile 2.6)
-except ImportError:  # pragma: no cover - the runtime install always has it
-    _opensmile = None
+# openSMILE's native library must be loaded before TensorFlow's: the reverse order corrupts the heap on
+# the first openSMILE call (seen with TF 2.21 + opensmile 2.6). So it is loaded when this module is
+# imported, and a process where TensorFlow came first is refused at the first extractor.
+_TF_BEFORE_OPENSMILE = "tensorflow" in _sys.modules and not smile_api.loaded()
+smile_api.preload()
 
 TARGET_SR = 16000
 
@@ -110,7 +116,8 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int, channel_axis: int = -1) -> 
     ``audio`` is 1-D (mono) or 2-D; for 2-D input ``channel_axis`` says which axis holds the channels
     (-1: ``(frames, channels)`` as soundfile and sounddevice give it; 0: ``(channels, frames)`` as PyAV's
     planar ``to_ndarray`` gives it).  Integer PCM is scaled to [-1, 1) by its full-scale value.  Channels
-    are averaged; other rates are resampled with ``scipy.signal.resample_poly`` (rational ratio).
+    are averaged; other rates are resampled by the rational ratio with :func:`dsrter.edge.infer.resample.resample`
+    (``scipy.signal.resample_poly``'s filter and alignment, without scipy).
     Raises ValueError for empty input, more than 2 dimensions, a bad rate or non-finite samples.
     """
     x = np.asarray(audio)
@@ -132,10 +139,8 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int, channel_axis: int = -1) -> 
     if not np.all(np.isfinite(x)):
         raise ValueError("audio contains NaN or infinite samples")
     if sample_rate != TARGET_SR:
-        from scipy.signal import resample_poly
-
         ratio = Fraction(TARGET_SR, sample_rate)
-        x = resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
+        x = resample(x, ratio.numerator, ratio.denominator)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -239,25 +244,30 @@ def log_mel(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
 
 
 class EgemapsExtractor:
-    """openSMILE eGeMAPSv02 functionals of one window; the openSMILE process is created once."""
+    """openSMILE eGeMAPSv02 functionals of one window; openSMILE's configuration is parsed once per rate
+    and thread (an openSMILE instance is reset between windows, so each thread has its own).
+
+    Raises :class:`dsrter.edge.infer.smile_api.SmileUnavailable` (one line naming what to install) when
+    openSMILE's native library is not installed."""
 
     def __init__(self) -> None:
-        import opensmile
-
         if _TF_BEFORE_OPENSMILE:
             raise RuntimeError(
                 "TensorFlow was imported before openSMILE in this process, which makes openSMILE corrupt the heap; "
                 "import dsrter.edge.infer.speech_features (or opensmile) before tensorflow/keras"
             )
-        self._smile = opensmile.Smile(
-            feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
-        )
-        self.names: list[str] = list(self._smile.feature_names)
+        self._files = smile_api.locate()
+        self._local = threading.local()
+        self.names: list[str] = list(self._smile(TARGET_SR).names)
+
+    def _smile(self, sample_rate: int) -> smile_api.SmileFunctionals:
+        mine: dict[int, smile_api.SmileFunctionals] = self._local.__dict__.setdefault("smiles", {})
+        if sample_rate not in mine:
+            mine[sample_rate] = smile_api.SmileFunctionals(sample_rate, files=self._files)
+        return mine[sample_rate]
 
     def __call__(self, audio: np.ndarray, sample_rate: int = TARGET_SR) -> np.ndarray:
-        x = np.ascontiguousarray(audio, dtype=np.float32)
-        df = self._smile.process_signal(x, sample_rate)
-        v = df.to_numpy(dtype=np.float32).reshape(-1)
+        v = self._smile(int(sample_rate))(np.ascontiguousarray(audio, dtype=np.float32))
         # openSMILE leaves a few functionals undefined when no voiced frame exists; 0 is its own
         # value for those elsewhere and the z-score maps it to a finite input.
         return np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
