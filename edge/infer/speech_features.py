@@ -338,7 +338,7 @@ def normalise_level(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
     if level is None:
         return audio
     gain_db = min(lv["target_dbfs"] - level, lv["max_gain_db"])
-    y = audio * np.float32(10.0 ** (gain_db / 20.0))
+    y: np.ndarray = np.asarray(audio * np.float32(10.0 ** (gain_db / 20.0)), np.float32)
     if lv.get("dither_dbfs") is not None:
         y = y + _dither(len(y), int(lv.get("dither_seed", 0))) * np.float32(10.0 ** (lv["dither_dbfs"] / 20.0))
     return y.astype(np.float32)
