@@ -92,11 +92,7 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: 
     out_dir.mkdir(parents=True, exist_ok=True)
     src = MediaFileSource(clip, realtime=False, loop=False)
     src.open()
-    bus = EventBus()
-    recorder = TimelineRecorder()
-    book = _TrackBook()
-    bus.subscribe(recorder.on_event)
-    bus.subscribe(book.on_event)
+    bus, recorder, book = _recording_bus()
 
     worker: Optional[SpeechWorker] = None
     streams = Streams.from_models(cfg, bus, models)  # timestamps: clip time
@@ -146,6 +142,14 @@ def analyze_clip(clip: Path, out_dir: Path, cfg: Config, models: Models, video: 
     return _finish(out_dir, summary)
 
 
+def _recording_bus() -> tuple[EventBus, TimelineRecorder, _TrackBook]:
+    """An event bus whose events the timeline recorder and the track book both receive."""
+    bus, recorder, book = EventBus(), TimelineRecorder(), _TrackBook()
+    bus.subscribe(recorder.on_event)
+    bus.subscribe(book.on_event)
+    return bus, recorder, book
+
+
 def _analyze_audio_only(clip: Path, out_dir: Path, cfg: Config, models: Models, progress: Optional[bool]) -> dict:
     """The speech stream alone over an audio-only file, one hop of clip time per step; every speech
     event is also fused on its own (as the daemon does with no camera). No annotated video."""
@@ -153,11 +157,7 @@ def _analyze_audio_only(clip: Path, out_dir: Path, cfg: Config, models: Models, 
     out_dir.mkdir(parents=True, exist_ok=True)
     src = AudioFileSource(clip)
     src.open()
-    bus = EventBus()
-    recorder = TimelineRecorder()
-    book = _TrackBook()
-    bus.subscribe(recorder.on_event)
-    bus.subscribe(book.on_event)
+    bus, recorder, book = _recording_bus()
     streams = Streams.from_models(cfg, bus, models)  # no frames come: the face stream stays idle
     worker = streams.add_speech(src.audio, models.speech)
     hop = worker.hop_s
