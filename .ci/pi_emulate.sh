@@ -8,8 +8,9 @@
 #   .ci/pi_emulate.sh [CLIP]
 #   PI_CPUS="cortex-a72 cortex-a76"  CPU models;  PI_PARALLEL=1  run them at once (default: one after the other)
 # Cached in ${DSRTER_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dsrter-ci}: the arm64 root (rebuilt when
-# setup.sh's Debian package list changes), its venv (rebuilt when pyproject.toml,
-# requirements/runtime.txt or setup.sh change) and pip's cache. Emulation is 100-300x slower than
+# setup.sh's Debian package list changes), its venv and the lock's aarch64 wheels (both rebuilt
+# when pyproject.toml, requirements/runtime.txt or setup.sh change). Each phase prints its wall and
+# CPU time. Emulation is 100-300x slower than
 # the host: the timings printed say nothing about a Pi.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +21,21 @@ CACHE=${DSRTER_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dsrter-ci}
 R=$CACHE/arm64-bookworm
 export DEBIAN_FRONTEND=noninteractive
 say() { printf '[pi-emulate] %s\n' "$*" >&2; }
-T0=$(date +%s); PT=$T0; PHASES=()
-phase() {  # close the running phase (prints its time), name the next one
-  local now; now=$(date +%s)
-  [ -n "${PNAME:-}" ] && { say "$PNAME: $((now - PT)) s"; PHASES+=("$PNAME $((now - PT))s"); }
-  PNAME=$1; PT=$now; [ -n "$1" ] && say "$1 ..."
+TIMES=$(mktemp)
+# CPU seconds (user + system) of every finished child process, from `times` written to $TIMES
+# (`times` itself must run in this shell: in a $(...) subshell the children's times start at zero)
+cpu_read() {
+  awk 'function s(x) { sub(/s$/, "", x); split(x, p, "m"); return p[1] * 60 + p[2] }
+       NR == 2 { printf "%d\n", s($1) + s($2) }' "$TIMES"
+}
+T0=$(date +%s); PT=$T0; PC=0; PHASES=()
+phase() {  # close the running phase (prints its wall and CPU time), name the next one
+  local now c; now=$(date +%s); times > "$TIMES"; c=$(cpu_read)
+  if [ -n "${PNAME:-}" ]; then
+    say "$PNAME: $((now - PT)) s wall, $((c - PC)) s CPU"
+    PHASES+=("$PNAME: $((now - PT))/$((c - PC)) s;")
+  fi
+  PNAME=$1; PT=$now; PC=$c; [ -n "$1" ] && say "$1 ..."
 }
 
 [ "$(id -u)" -eq 0 ] || { say "needs root (chroot, mounts, binfmt_misc); not run"; exit 2; }
@@ -32,7 +43,7 @@ phase() {  # close the running phase (prints its time), name the next one
 [ -f "$CLIP" ] || { say "clip not found: $CLIP"; exit 2; }
 PY=${DSRTER_VENV:-.venv}/bin/python
 [ -x "$PY" ] || { say "no x86 runtime venv at ${DSRTER_VENV:-.venv} for the reference run (./setup.sh deps makes it)"; exit 2; }
-mkdir -p "$CACHE/pip"
+mkdir -p "$CACHE"
 # One run at a time per cache (the root's mounts and /opt/dsrter are shared).
 exec 9>"$CACHE/arm64-bookworm.lock"
 flock -w 3600 9 || { say "another run holds $CACHE/arm64-bookworm.lock"; exit 1; }
@@ -43,7 +54,7 @@ unmount_all() {  # everything mounted below the root, deepest first (also what a
   ! awk -v r="$R/" 'index($2, r) == 1 {f=1} END {exit !f}' /proc/mounts
 }
 WORK=$(mktemp -d)
-trap 'unmount_all; rm -rf "$WORK"' EXIT
+trap 'unmount_all; rm -rf "$WORK" "$TIMES"' EXIT
 unmount_all || { say "cannot unmount what is mounted below $R"; exit 1; }
 
 # 1. qemu >= 8.2 (it emulates /proc/cpuinfo for the guest; with 7.2 LiteRT's cpuinfo segfaults on the
@@ -83,8 +94,7 @@ fi
 
 # 3. mounts (undone on exit), network and pip set-up, a copy of the working tree
 bindm() { mkdir -p "$R$2" && mount --bind "$1" "$R$2"; }
-bindm /proc /proc && bindm /dev /dev && bindm /sys /sys && bindm "$CACHE/pip" /root/.cache/pip \
-  || { say "bind mounts failed"; exit 1; }
+bindm /proc /proc && bindm /dev /dev && bindm /sys /sys || { say "bind mounts failed"; exit 1; }
 cp /etc/resolv.conf "$R/etc/resolv.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 rm -rf "$R/opt/dsrter" "$R/out" && mkdir -p "$R/opt/dsrter" "$R/out"
@@ -94,16 +104,28 @@ cp "$CLIP" "$R/clip.mp4"
 CH=(chroot "$R" /usr/bin/env -i PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
     PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_ONLY_BINARY=:all:)
 
-# 4. the runtime as setup.sh installs it (a fresh venv whenever its inputs change, so that nothing
-#    dropped from the lock stays behind)
+# 4. the lock's aarch64 wheels (Bookworm: CPython 3.11, glibc 2.36), fetched by the host's pip: pip
+#    under emulation is slow, and the index reset its connections in every try here. Then the runtime
+#    as setup.sh installs it, from those wheels only (a fresh venv and wheel folder whenever the
+#    inputs change, so that nothing dropped from the lock stays behind).
 stamp=$(cat pyproject.toml requirements/runtime.txt setup.sh | sha256sum | cut -c1-16)
+WH=$CACHE/wheels-aarch64-cp311
+phase "aarch64 wheels of the lock (host pip download)"
+[ "$(cat "$WH/.dsrter-ci" 2>/dev/null)" = "$stamp" ] || rm -rf "$WH"
+plats=(--platform any); for g in $(seq 17 36); do plats+=(--platform "manylinux_2_${g}_aarch64"); done
+"$PY" -m pip download -q --no-deps --only-binary :all: --implementation cp --python-version 3.11 \
+    --abi cp311 --abi abi3 --abi none "${plats[@]}" -r requirements/runtime.txt pip "setuptools>=77" -d "$WH" \
+    2>&1 | grep -v '^WARNING: Location' >&2
+[ "${PIPESTATUS[0]}" -eq 0 ] || { say "pip download of the lock's aarch64 wheels failed"; exit 1; }
+echo "$stamp" > "$WH/.dsrter-ci"
+bindm "$WH" /wheels || { say "bind mount of the wheels failed"; exit 1; }
 phase "arm64 runtime venv (./setup.sh deps)"
 if [ "$(cat "$R/opt/venv/.dsrter-ci" 2>/dev/null)" != "$stamp" ]; then
   say "inputs changed or no venv yet: a fresh one"
   rm -rf "$R/opt/venv"
 fi
-"${CH[@]}" DSRTER_VENV=/opt/venv /bin/sh -c 'cd /opt/dsrter && ./setup.sh deps' >"$WORK/setup.log" 2>&1 \
-  || { grep -v '^WARNING' "$WORK/setup.log" | tail -20 >&2; say "./setup.sh deps failed in the arm64 root"; exit 1; }
+setup_deps() { "${CH[@]}" DSRTER_VENV=/opt/venv PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels /bin/sh -c 'cd /opt/dsrter && ./setup.sh deps' >"$WORK/setup.log" 2>&1; }
+setup_deps || { tail -20 "$WORK/setup.log" >&2; say "./setup.sh deps failed in the arm64 root"; exit 1; }
 "${CH[@]}" pip check >/dev/null || { say "the arm64 venv is inconsistent (pip check)"; exit 1; }
 echo "$stamp" > "$R/opt/venv/.dsrter-ci"
 say "arm64 venv: $("${CH[@]}" python -c 'import platform; print(platform.python_version(), platform.machine())'), $(du -sm "$R/opt/venv" | cut -f1) MB"
@@ -136,6 +158,7 @@ for cpu in $CPUS; do
   printf '[pi-emulate] %s: ' "$cpu" >&2
   python3 .ci/compare_timelines.py "$WORK/x86/timeline.jsonl" "$R/out/$cpu/timeline.jsonl" >&2 || rc=1
 done
-say "phases: ${PHASES[*]}"
-say "done in $(( $(date +%s) - T0 )) s: $([ $rc -eq 0 ] && echo 'every CPU model gives the x86 labels' || echo FAILED)"
+say "phases (wall/CPU): ${PHASES[*]}"
+times > "$TIMES"
+say "done in $(( $(date +%s) - T0 )) s wall, $(cpu_read) s CPU: $([ $rc -eq 0 ] && echo 'every CPU model gives the x86 labels' || echo FAILED)"
 exit $rc
