@@ -100,9 +100,12 @@ cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 rm -rf "$R/opt/dsrter" "$R/out" && mkdir -p "$R/opt/dsrter" "$R/out"
 tar -C "$REPO" --exclude='./.venv*' --exclude=./.git -cf - . | tar -C "$R/opt/dsrter" -xf -
 cp "$CLIP" "$R/clip.mp4"
-# PIP_ONLY_BINARY: every dependency must come as an aarch64 wheel; nothing may compile
+# PIP_ONLY_BINARY: every dependency must come as an aarch64 wheel, nothing may compile.
+# PIP_NO_COMPILE: no byte-compiling of every installed module under emulation (Python writes the
+# .pyc of the modules it imports on first use)
 CH=(chroot "$R" /usr/bin/env -i PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_ONLY_BINARY=:all:)
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_ONLY_BINARY=:all:
+    PIP_NO_COMPILE=1)
 
 # 4. the lock's aarch64 wheels (Bookworm: CPython 3.11, glibc 2.36), fetched by the host's pip: pip
 #    under emulation is slow, and the index reset its connections in every try here. Then the runtime
@@ -111,13 +114,15 @@ CH=(chroot "$R" /usr/bin/env -i PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin
 stamp=$(cat pyproject.toml requirements/runtime.txt setup.sh | sha256sum | cut -c1-16)
 WH=$CACHE/wheels-aarch64-cp311
 phase "aarch64 wheels of the lock (host pip download)"
-[ "$(cat "$WH/.dsrter-ci" 2>/dev/null)" = "$stamp" ] || rm -rf "$WH"
-plats=(--platform any); for g in $(seq 17 36); do plats+=(--platform "manylinux_2_${g}_aarch64"); done
-"$PY" -m pip download -q --no-deps --only-binary :all: --implementation cp --python-version 3.11 \
-    --abi cp311 --abi abi3 --abi none "${plats[@]}" -r requirements/runtime.txt pip "setuptools>=77" -d "$WH" \
-    2>&1 | grep -v '^WARNING: Location' >&2
-[ "${PIPESTATUS[0]}" -eq 0 ] || { say "pip download of the lock's aarch64 wheels failed"; exit 1; }
-echo "$stamp" > "$WH/.dsrter-ci"
+if [ "$(cat "$WH/.dsrter-ci" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$WH"
+  plats=(--platform any); for g in $(seq 17 36); do plats+=(--platform "manylinux_2_${g}_aarch64"); done
+  "$PY" -m pip download -q --no-deps --only-binary :all: --implementation cp --python-version 3.11 \
+      --abi cp311 --abi abi3 --abi none "${plats[@]}" -r requirements/runtime.txt pip "setuptools>=77" -d "$WH" \
+      2>&1 | grep -v '^WARNING: Location' >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { say "pip download of the lock's aarch64 wheels failed"; exit 1; }
+  echo "$stamp" > "$WH/.dsrter-ci"
+fi
 bindm "$WH" /wheels || { say "bind mount of the wheels failed"; exit 1; }
 phase "arm64 runtime venv (./setup.sh deps)"
 if [ "$(cat "$R/opt/venv/.dsrter-ci" 2>/dev/null)" != "$stamp" ]; then
