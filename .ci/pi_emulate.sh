@@ -21,7 +21,6 @@ CACHE=${DSRTER_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dsrter-ci}
 R=$CACHE/arm64-bookworm
 export DEBIAN_FRONTEND=noninteractive
 say() { printf '[pi-emulate] %s\n' "$*" >&2; }
-TIMES=$(mktemp)
 # CPU seconds (user + system) of every finished child process, from `times` written to $TIMES
 # (`times` itself must run in this shell: in a $(...) subshell the children's times start at zero)
 cpu_read() {
@@ -53,8 +52,8 @@ unmount_all() {  # everything mounted below the root, deepest first (also what a
   for m in $(awk -v r="$R/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
   ! awk -v r="$R/" 'index($2, r) == 1 {f=1} END {exit !f}' /proc/mounts
 }
-WORK=$(mktemp -d)
-trap 'unmount_all; rm -rf "$WORK" "$TIMES"' EXIT
+WORK=$(mktemp -d); TIMES=$WORK/times
+trap 'unmount_all; rm -rf "$WORK"' EXIT
 unmount_all || { say "cannot unmount what is mounted below $R"; exit 1; }
 
 # 1. qemu >= 8.2 (it emulates /proc/cpuinfo for the guest; with 7.2 LiteRT's cpuinfo segfaults on the
