@@ -188,7 +188,12 @@ def test_same_results_under_litert_1_4_0(model, both_results):
               f"outputs bit-identical {int((diff.reshape(len(a), -1).max(1) == 0).sum())}/{len(a)}, "
               f"max |diff| {diff.max()} (raw {a.dtype})")
         if not np.issubdtype(a.dtype, np.floating):
-            assert diff.max() <= 1, f"{model.name}: int8 outputs differ by {diff.max()} steps (more than rounding)"
+            # an ensemble file (the speech model averages three networks) rounds once per member and again
+            # after the mean, so two steps are still rounding; more would be a kernel that computes differently
+            card = model.with_suffix(".json")
+            members = (json.loads(card.read_text()).get("model", {}).get("ensemble") or []) if card.is_file() else []
+            steps = 2 if len(members) > 1 else 1
+            assert diff.max() <= steps, f"{model.name}: int8 outputs differ by {diff.max()} steps (more than rounding)"
         # top-1 must agree, except on a tie within one quantisation step (int8 rounding may break it
         # either way): there the runner-up is at most one step below the winner in both runs
         flat_a, flat_b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
