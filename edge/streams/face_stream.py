@@ -103,8 +103,7 @@ class FaceStream:
         self._last_index: Optional[int] = None
         self._times: deque[float] = deque()
         self._shape: Optional[tuple[int, int]] = None
-        self._classified_at: dict[int, float] = {}
-        self._classified_frame: dict[int, int] = {}  # track id -> self.frames when it was last classified
+        self._classified: dict[int, tuple[float, int]] = {}  # track id -> (frame time, self.frames) of its last classification
         self._attr_lock = threading.Lock()
         self._attr: tuple[Optional[int], str] = (None, "none")
 
@@ -139,8 +138,8 @@ class FaceStream:
     def _due(self, t: Track) -> bool:
         """Classify this track now? Only with a current box (not coasting after a miss); a new track at
         once, then every ``classify_every`` frames (the smoother holds its label in between)."""
-        last = self._classified_frame.get(t.id)
-        return t.missed == 0 and (last is None or self.frames - last >= self.classify_every)
+        last = self._classified.get(t.id)
+        return t.missed == 0 and (last is None or self.frames - last[1] >= self.classify_every)
 
     def _faces(self, frame: Frame, gray: np.ndarray, timer: _Timer) -> tuple[list[Track], dict[int, tuple[Smoothed, np.ndarray]]]:
         """Detect (or predict) and track; classify and smooth the tracks that are due."""
@@ -167,12 +166,10 @@ class FaceStream:
             timer.lap("classify")
             for t, p in zip(current, probs):
                 updates[t.id] = (self.smoothers.update(t.id, p), p)
-                self._classified_at[t.id] = frame.t
-                self._classified_frame[t.id] = self.frames
+                self._classified[t.id] = (frame.t, self.frames)
         alive = {t.id for t in tracks}
         self.smoothers.keep_only(alive)
-        self._classified_at = {k: v for k, v in self._classified_at.items() if k in alive}
-        self._classified_frame = {k: v for k, v in self._classified_frame.items() if k in alive}
+        self._classified = {k: v for k, v in self._classified.items() if k in alive}
         timer.lap("smooth")
         return tracks, updates
 
@@ -202,7 +199,8 @@ class FaceStream:
             self._attr = attribution
         speech = self.speech_state()
         face = next((f for f in faces if f.track_id == attribution[0]), None)
-        fused = self.fuser.fuse(frame.t, face, self._classified_at.get(face.track_id) if face else None, speech,
+        classified = self._classified.get(face.track_id) if face else None
+        fused = self.fuser.fuse(frame.t, face, classified[0] if classified else None, speech,
                                 attribution[0], attribution[1])
         fused.timestamp = ts
         timer.lap("fuse")
