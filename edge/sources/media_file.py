@@ -68,6 +68,14 @@ def probe_tracks(path: str | Path) -> tuple[bool, bool]:
         container.close()
 
 
+def _short_of_declared(track: str, decoded_s: float, declared_s: Optional[float]) -> Optional[str]:
+    """A problem line when a track decoded clearly less than the duration the file declares (more than
+    0.5 s and 5% short: a truncated file), else None."""
+    if declared_s and decoded_s < declared_s - max(0.5, 0.05 * declared_s):
+        return f"{track} decoded up to {decoded_s:.2f} s of the {declared_s:.2f} s the file declares (truncated?)"
+    return None
+
+
 class _Timeline(Protocol):
     """What :class:`MediaAudio` reads of the source that owns it: the file and the clock."""
 
@@ -211,10 +219,9 @@ class MediaFileSource:
         if self._bad_packets:
             log.warning("%s: %d video packets could not be decoded", self.path.name, self._bad_packets)
             self.problems.append(f"{self._bad_packets} video packets could not be decoded")
-        decoded = self._last_raw_t + 1.0 / self.fps
-        if self._loop_offset == 0.0 and self.duration and decoded < self.duration - max(0.5, 0.05 * self.duration):
-            self.problems.append(f"video decoded up to {decoded:.2f} s of the {self.duration:.2f} s the file "
-                                 "declares (truncated?)")
+        short = _short_of_declared("video", self._last_raw_t + 1.0 / self.fps, self.duration)
+        if self._loop_offset == 0.0 and short:
+            self.problems.append(short)
 
     def _decode(self, container) -> Iterator[tuple[float, Any]]:
         import av
@@ -519,9 +526,9 @@ class AudioFileSource:
     def problems(self) -> list[str]:
         """Damage found while decoding, including a track that ends well before the declared duration."""
         out = list(self._audio.problems)
-        end = self._audio.end_t
-        if self.ended and self.duration and end < self.duration - max(0.5, 0.05 * self.duration):
-            out.append(f"audio decoded up to {end:.2f} s of the {self.duration:.2f} s the file declares (truncated?)")
+        short = _short_of_declared("audio", self._audio.end_t, self.duration)
+        if self.ended and short:
+            out.append(short)
         return out
 
     def close(self) -> None:
