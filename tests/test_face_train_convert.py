@@ -249,6 +249,15 @@ def test_fine_tuning_starts_from_the_init_checkpoint_with_its_architecture(tmp_p
         if name.endswith("weight") and w.ndim > 1:
             assert torch.equal(tuned["model"][name], w), name
 
+    assert tuned["equalize"] is False
+    # weights trained on equalised faces keep seeing equalised faces when fine-tuned without --equalize
+    eq_init = save_checkpoint(start, tmp_path / "imported_eq.pt", {"epoch": 1}, equalize=True)
+    caplog.clear()
+    train_face(FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "ft_eq"), epochs=1, batch_size=16, threads=1,
+                               lr=0.0, init=str(eq_init)))
+    assert "faces histogram-equalised" in caplog.text
+    assert torch.load(tmp_path / "ft_eq" / "best.pt", weights_only=False)["equalize"] is True
+
     with pytest.raises(FileNotFoundError, match="missing.pt: --init checkpoint not found"):
         train_face(FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "a"), init=str(tmp_path / "missing.pt")))
     torch.save({"weights": {}}, tmp_path / "odd.pt")

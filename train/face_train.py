@@ -170,10 +170,11 @@ def train_face(cfg: FaceTrainConfig) -> dict:
 
     state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
     init = _load_init(cfg.init) if cfg.init and not state else None
+    # the input preprocessing follows the run (on resume) or the weights it starts from, like the architecture
+    equalize = bool(state.get("equalize", False)) if state else cfg.equalize or bool(init and init.get("equalize"))
     spec = FaceNetSpec.from_dict(state["spec"]) if state else FaceNetSpec.from_dict(init["spec"]) if init else cfg.spec
     epochs = cfg.epochs if (cfg.epochs_override or not state) else state["epochs"]
     aug = state.get("augment_strength", 1.0) if state else cfg.augment_strength
-    equalize = bool(state.get("equalize", False)) if state else cfg.equalize
     _seed_all(cfg.seed)
     model = HybridFaceNet(spec).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of training faces given living-room camera corruptions (low light, blur, JPEG, small, rotated, occluded)")
     p.add_argument("--equalize", action="store_true",
                    help="histogram-equalise every face (after the corruptions) in training, selection and, through the "
-                        "card, on the device")
+                        "card, on the device (on by itself with --init from an equalised checkpoint)")
     p.add_argument("--max-train", type=int, default=None, help="use a random subset of the training images (smoke runs)")
 
 
