@@ -341,7 +341,7 @@ def normalise_level(audio: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
     y: np.ndarray = np.asarray(audio * np.float32(10.0 ** (gain_db / 20.0)), np.float32)
     if lv.get("dither_dbfs") is not None:
         y = y + _dither(len(y), int(lv.get("dither_seed", 0))) * np.float32(10.0 ** (lv["dither_dbfs"] / 20.0))
-    return y.astype(np.float32)
+    return y  # float32 throughout
 
 
 @lru_cache(maxsize=4)
