@@ -64,7 +64,14 @@ class FaceConfig(_Strict):
     enabled: bool = True
     model: Path = Path("models/face_emotion.tflite")
     detector_model: Path = Path("models/face_detection_full_range_sparse.tflite")
-    min_detection_confidence: float = Field(0.5, gt=0, lt=1)
+    min_detection_confidence: float = Field(0.6, gt=0, lt=1, description="detections scored this or higher are faces "
+                                            "(MediaPipe's threshold for the full-range model)")
+    verify_model: Optional[Path] = Field(
+        Path("models/face_detection_short_range.tflite"),
+        description="detector for a second look (a zoomed crop) at detections scored from candidate_confidence up to "
+                    "min_detection_confidence; null = no second look, such detections are dropped")
+    candidate_confidence: float = Field(0.3, gt=0, lt=1, description="lowest detector score that gets a second look")
+    verify_per_pass: int = Field(2, ge=0, le=16, description="most second looks per detector pass (the cost bound)")
     detect_every_n_frames: int = Field(3, ge=1, le=30,
                                        description="run the detector on every Nth frame and track in between")
     detect_tiles: tuple[int, int] = Field(
@@ -85,6 +92,13 @@ class FaceConfig(_Strict):
             raise ValueError("columns and rows must each be 1 to 4, e.g. [2, 1]")
         return v
 
+    @model_validator(mode="after")
+    def _candidates_below_threshold(self) -> "FaceConfig":
+        if self.candidate_confidence > self.min_detection_confidence:
+            raise ValueError(f"face.candidate_confidence ({self.candidate_confidence}) must not exceed "
+                             f"face.min_detection_confidence ({self.min_detection_confidence})")
+        return self
+
 
 class SpeechConfig(_Strict):
     enabled: bool = True
@@ -101,6 +115,7 @@ class FusionConfig(_Strict):
     speech_weight: float = Field(0.4, ge=0)
     half_life_s: float = Field(1.5, gt=0, description="confidence of a result halves every half_life_s")
     stale_after_s: float = Field(4.0, gt=0, description="results older than this are ignored")
+    hysteresis: float = Field(0.05, ge=0, le=1, description="margin another class needs over the shown fused label")
 
     @model_validator(mode="after")
     def _some_weight(self) -> "FusionConfig":
@@ -207,14 +222,15 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 _PATH_KEYS: tuple[tuple[str, ...], ...] = (
-    ("face", "model"), ("face", "detector_model"), ("speech", "model"), ("overlay", "video_path"),
+    ("face", "model"), ("face", "detector_model"), ("face", "verify_model"), ("speech", "model"), ("overlay", "video_path"),
     ("mqtt", "password_file"), ("mqtt", "tls", "ca_file"), ("mqtt", "tls", "cert_file"), ("mqtt", "tls", "key_file"),
     ("mqtt", "buffer", "spool_dir"), ("events_file", "path"),
 )
 
 
 # Model paths that fall back to the shipped models when the config's folder does not have them.
-_MODEL_KEYS: tuple[tuple[str, ...], ...] = (("face", "model"), ("face", "detector_model"), ("speech", "model"))
+_MODEL_KEYS: tuple[tuple[str, ...], ...] = (("face", "model"), ("face", "detector_model"), ("face", "verify_model"),
+                                            ("speech", "model"))
 
 
 def _format_errors(source: str, err: ValidationError) -> str:

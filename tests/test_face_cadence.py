@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dsrter.edge.config import parse_config
 from dsrter.edge.infer.face_classifier import FaceClassifier
 from dsrter.edge.infer.face_detector import FaceDetector
+from dsrter.edge.infer.models import make_detector
 from dsrter.edge.infer.tiled_detection import TiledDetector
 from dsrter.edge.sources.base import Frame
 from dsrter.edge.sources.media_file import MediaFileSource
@@ -82,7 +84,8 @@ def test_small_faces_keep_their_track_and_cadence_while_other_parts_are_searched
     rng = np.random.default_rng(0)
     frames = [Frame(np.clip(canvas.astype(np.int16) + rng.integers(-3, 4, canvas.shape), 0, 255).astype(np.uint8),
                     k / 30, k) for k in range(48)]
-    classified, shown = run(frames, TiledDetector(FaceDetector(FULL), 2, 1), classifier, 1, 3)
+    # the detector as shipped: tiles and the second look at doubtful small faces
+    classified, shown = run(frames, make_detector(parse_config({}, env={}).face, FULL), classifier, 1, 3)
     assert len(FaceDetector(FULL).detect(canvas)) < len(shown)  # the whole frame alone finds fewer
     assert len(shown) >= 3, dict(shown)  # the left tile's passes find the rest
     for tid, ks in shown.items():

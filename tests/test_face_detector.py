@@ -94,6 +94,7 @@ def test_an_emotion_model_given_as_detector_is_refused(wrong):
 
 
 def test_wrong_detector_file_from_the_command_line_exits_3(tmp_path):
+    """The detector or the second-look model: an emotion model, a truncated file, no file: one line, exit 3."""
     import os
     import subprocess
     import sys
@@ -102,15 +103,17 @@ def test_wrong_detector_file_from_the_command_line_exits_3(tmp_path):
 
     trunc = tmp_path / "trunc.tflite"
     trunc.write_bytes(FULL.read_bytes()[:100_000])
-    for bad in (REPO / "models" / "face_emotion.tflite", trunc):
+    for key, bad in [(k, b) for k in ("detector_model", "verify_model")
+                     for b in (REPO / "models" / "face_emotion.tflite", trunc, tmp_path / "missing.tflite")]:
         cfg = tmp_path / "config.yaml"
-        cfg.write_text(yaml.safe_dump({"face": {"detector_model": str(bad), "model": str(REPO / "models" / "face_emotion.tflite")},
+        cfg.write_text(yaml.safe_dump({"face": {key: str(bad), "model": str(REPO / "models" / "face_emotion.tflite")},
                                        "speech": {"enabled": False}, "mqtt": {"enabled": False}}))
         p = subprocess.run([sys.executable, "-m", "dsrter.edge.cli.main", "run", "-c", str(cfg), "--duration", "1"],
                            capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ))
         assert p.returncode == 3, p.stderr[-1500:]
         assert "Traceback" not in p.stderr and bad.name in p.stderr
-        assert ("not a BlazeFace" in p.stderr) if bad.name == "face_emotion.tflite" else ("cannot load" in p.stderr)
+        why = {"face_emotion.tflite": "not a BlazeFace", "trunc.tflite": "cannot load", "missing.tflite": "not found"}
+        assert why[bad.name] in p.stderr and len(p.stderr.strip().splitlines()[-1]) > 20, (key, p.stderr[-800:])
 
 
 def test_full_range_finds_the_real_face_and_the_small_ones_short_range_misses(av_samples):

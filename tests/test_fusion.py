@@ -69,6 +69,26 @@ def test_changed_flag_follows_fused_label():
     assert f.fuse(0.2, face("sad", 0.9), 0.2, None).changed
 
 
+def test_fused_label_holds_through_a_near_tie():
+    f = Fuser(hysteresis=0.05)
+    near = probs("happy", 0.40)
+    near[LABEL_INDEX["neutral"]] = 0.38
+    assert f.fuse(0, face("happy", 0.41), 0, None, 1, "only_face").label == "happy"
+    # neutral leads by 0.02 < 0.05: the shown label stays, its own score is reported
+    tie = near.copy()
+    tie[LABEL_INDEX["neutral"]], tie[LABEL_INDEX["happy"]] = 0.40, 0.38
+    ev = f.fuse(0.1, FaceEvent(0.1, 1, (0.1, 0.1, 0.2, 0.2), tie, "happy", 0.38), 0.1, None, 1, "only_face")
+    assert ev.label == "happy" and ev.confidence == pytest.approx(0.38) and not ev.changed
+    # a clear lead switches
+    assert f.fuse(0.2, face("neutral", 0.6), 0.2, None, 1, "only_face").label == "neutral"
+    # another person: the new face's own best label at once, whatever was shown
+    ev = f.fuse(0.3, FaceEvent(0.3, 2, (0.1, 0.1, 0.2, 0.2), near, "happy", 0.40), 0.3, None, 2, "only_face")
+    assert ev.label == "happy" and ev.changed
+    # nothing to fuse forgets the shown label
+    assert f.fuse(5.0, None, None, None).label is None
+    assert f.fuse(5.1, FaceEvent(5.1, 2, (0.1, 0.1, 0.2, 0.2), tie, "neutral", 0.40), 5.1, None, 2, "only_face").label == "neutral"
+
+
 def _track(tid: int, x: float, y: float, s: float) -> Track:
     kps = ((x + 0.3 * s, y + 0.35 * s), (x + 0.7 * s, y + 0.35 * s), (x + 0.5 * s, y + 0.55 * s),
            (x + 0.5 * s, y + 0.75 * s), (x, y + 0.4 * s), (x + s, y + 0.4 * s))

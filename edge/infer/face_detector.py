@@ -38,6 +38,15 @@ class Detection:
         return max(0.0, self.box[2]) * max(0.0, self.box[3])
 
 
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
 def to_rgb(frame: np.ndarray) -> np.ndarray:
     """HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA), any numeric dtype -> contiguous HxWx3 RGB uint8."""
     a = np.asarray(frame)

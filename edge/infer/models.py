@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
 
-from dsrter.edge.config import Config
+from dsrter.edge.config import Config, FaceConfig
 from dsrter.edge.infer.face_classifier import FaceClassifier
 from dsrter.edge.infer.face_detector import FaceDetector
+from dsrter.edge.infer.face_verifier import CropVerifier
 from dsrter.edge.infer.model_io import ModelError, load_card, sha256_file
 from dsrter.edge.infer.tiled_detection import TiledDetector
 from dsrter.edge.native_log import native_stderr_to_debug
@@ -46,6 +47,21 @@ def _version(path: Path) -> str:
     return str(v) if v else sha256_file(path)[:12]
 
 
+def make_detector(face: FaceConfig, detector_model: Optional[Path] = None, verify_model: Optional[Path] = None,
+                  mode: Literal["video", "image"] = "video") -> TiledDetector:
+    """The face detector as ``face`` configures it: tiles and, with ``verify_model``, a second look at
+    detections under ``min_detection_confidence`` (the paths default to the config's)."""
+    verify_model = verify_model or face.verify_model
+    verifier = None
+    threshold = face.min_detection_confidence
+    if verify_model is not None and face.verify_per_pass > 0 and face.candidate_confidence < threshold:
+        verifier = CropVerifier(FaceDetector(verify_model, max_faces=face.max_faces, mode="image"),
+                                max_per_pass=face.verify_per_pass)
+        threshold = face.candidate_confidence
+    return TiledDetector(FaceDetector(detector_model or face.detector_model, threshold, face.max_faces, mode=mode),
+                         *face.detect_tiles, verifier=verifier, accept=face.min_detection_confidence)
+
+
 def load_models(cfg: Config, detector_mode: Literal["video", "image"] = "video") -> Models:
     """Load the detector and the face and speech classifiers the config enables; raises ModelError.
     Native libraries' loading chatter goes to the DEBUG log (native_log)."""
@@ -57,6 +73,7 @@ def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Model
     m = Models()
     t0 = time.monotonic()
     wanted = [("face.model", cfg.face.model), ("face.detector_model", cfg.face.detector_model)] if cfg.face.enabled else []
+    wanted += [("face.verify_model", cfg.face.verify_model)] if cfg.face.enabled and cfg.face.verify_model else []
     wanted += [("speech.model", cfg.speech.model)] if cfg.speech.enabled else []
     for key, path in wanted:
         if not Path(path).is_file():
@@ -64,8 +81,7 @@ def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Model
                              f"{key.split('.')[0]}.enabled: false to run without it)")
     if cfg.face.enabled:
         m.face = FaceClassifier(cfg.face.model, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average)
-        m.detector = TiledDetector(FaceDetector(cfg.face.detector_model, cfg.face.min_detection_confidence,
-                                                cfg.face.max_faces, mode=detector_mode), *cfg.face.detect_tiles)
+        m.detector = make_detector(cfg.face, mode=detector_mode)
         m.versions["face"] = _version(cfg.face.model)
         m.versions["face_detector"] = sha256_file(cfg.face.detector_model)[:12]
     if cfg.speech.enabled:
@@ -90,6 +106,8 @@ def _warm_up(m: Models) -> None:
     (MediaPipe graph, LiteRT allocation, openSMILE configuration: ~1 s on first use)."""
     if m.detector is not None and m.face is not None:
         m.detector.detector.detect(np.zeros((240, 320, 3), np.uint8), 0.0)  # the bare model: passes start at the first frame
+        if m.detector.verifier is not None:
+            m.detector.verifier.detector.detect(np.zeros((128, 128, 3), np.uint8), 0.0)
         m.face.predict(np.zeros((1, m.face.size, m.face.size), np.uint8))
     if m.speech is not None:
         n = int(round(m.speech.window_s * m.speech.sample_rate))

@@ -6,6 +6,9 @@ is about 12 px there, too small to be found. A tile (a part of the frame) is shr
 the passes go whole frame, tile 1, whole frame, tile 2, ... Large faces are refreshed by every
 whole-frame pass, small ones by the pass over their tile.
 
+With a ``verifier`` (:mod:`face_verifier`), the detector runs with a lower threshold and the
+detections under ``accept`` are kept only when the verifier's second look confirms them.
+
 ``covers(box)`` says whether the last pass could have found a face there. The tracker counts a
 miss only for tracks the pass covers, so a small face is not dropped while another part of the
 frame is searched.
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsrter.edge.infer.face_detector import Detection, FaceDetector
+from dsrter.edge.infer.face_verifier import CropVerifier
 
 Box = tuple[float, float, float, float]
 
@@ -69,8 +73,11 @@ class TiledDetector:
 
     ``columns`` x ``rows`` = 1 x 1 runs the whole frame on every call, as the bare detector."""
 
-    def __init__(self, detector: FaceDetector, columns: int = 2, rows: int = 1, overlap: float = 0.25):
+    def __init__(self, detector: FaceDetector, columns: int = 2, rows: int = 1, overlap: float = 0.25,
+                 verifier: CropVerifier | None = None, accept: float = 0.5):
         self.detector = detector
+        self.verifier = verifier
+        self.accept = float(accept)  # with a verifier: detections under this need its confirmation
         self.columns, self.rows, self.overlap = max(1, int(columns)), max(1, int(rows)), float(overlap)
         self.passes = 0  # detect() calls so far
         self._last: Region | None = None
@@ -85,6 +92,11 @@ class TiledDetector:
     def invokes(self) -> int:
         """Interpreter runs so far (one per pass)."""
         return self.detector.invokes
+
+    @property
+    def verify_invokes(self) -> int:
+        """Second-look runs so far (0 without a verifier)."""
+        return self.verifier.invokes if self.verifier is not None else 0
 
     def next_region(self, frame_w: int, frame_h: int) -> Region:
         """The region the next call searches: even passes the whole frame, odd ones the tiles in turn."""
@@ -102,7 +114,7 @@ class TiledDetector:
         self.passes += 1
         self._last = region
         if region.whole:
-            return self.detector.detect(frame, t)
+            return self._second_look(frame, self.detector.detect(frame, t))
         found = self.detector.detect(frame[region.y:region.y + region.h, region.x:region.x + region.w], t)
         left, top, right, bottom = region.inner_edges(w, h)
         out = []
@@ -113,7 +125,10 @@ class TiledDetector:
                 continue  # cut by the tile's edge: the whole face is in a neighbour tile or the whole-frame pass
             kps = tuple((px + region.x, py + region.y) for px, py in d.keypoints)
             out.append(Detection((x + region.x, y + region.y, bw, bh), d.score, kps))
-        return out
+        return self._second_look(frame, out)
+
+    def _second_look(self, frame: np.ndarray, found: list[Detection]) -> list[Detection]:
+        return found if self.verifier is None else self.verifier.filter(frame, found, self.accept)
 
     @property
     def last_pass(self) -> Region | None:
@@ -136,3 +151,5 @@ class TiledDetector:
 
     def close(self) -> None:
         self.detector.close()
+        if self.verifier is not None:
+            self.verifier.close()

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol
 
+import cv2
 import numpy as np
 
 from dsrter.edge.sources.base import TARGET_RATE, Frame, SourceStatus, StatusReporter
@@ -90,6 +91,20 @@ def _origin(container) -> float:
     """The container start in seconds: t=0 of both streams."""
     st = container.start_time
     return float(st) / 1_000_000 if st is not None else 0.0
+
+
+def to_bgr(frame: Any) -> np.ndarray:
+    """A decoded video frame as BGR uint8.
+
+    Limited-range 4:2:0 frames (what H.264 and most camera files decode to) are converted by OpenCV
+    from the decoder's own planes: its integer conversion gives the same pixels on x86-64 and
+    aarch64, where FFmpeg's swscale rounds differently per CPU (up to 2 levels here), so one file
+    gives the same detections and labels on a Raspberry Pi as on a PC. Other formats go through
+    swscale."""
+    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+            and getattr(frame, "color_range", 0) != 2):  # 2: full ("JPEG") range, which OpenCV's conversion is not for
+        return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
 
 
 class MediaFileSource:
@@ -258,7 +273,7 @@ class MediaFileSource:
                 self._restart_locked()
                 continue
             try:
-                image = f.to_ndarray(format="bgr24")
+                image = to_bgr(f)
             except Exception as exc:
                 raise MediaError(f"{self.path}: cannot convert a decoded frame: {exc}") from None
             self._last_raw_t = t

@@ -2,6 +2,8 @@
 
 Fusion: each stream contributes ``weight x confidence x 0.5 ** (age / half_life_s)`` (nothing
 once older than ``stale_after_s``); the fused scores are the weighted mean of the probabilities.
+The fused label changes only when another class leads it by ``hysteresis`` (or when the attributed
+face changes), so a near-tie between the streams' smoothed scores does not flicker on MQTT.
 
 Attribution, in order: the face whose mouth region moves clearly more than the rest of it and
 than every other face (``speaking_face``), the only face (``only_face``), the largest face
@@ -161,16 +163,29 @@ class _Contribution:
 class Fuser:
     """Confidence-weighted late fusion with exponential staleness decay (config.FusionConfig)."""
 
-    def __init__(self, face_weight: float = 0.6, speech_weight: float = 0.4, half_life_s: float = 1.5, stale_after_s: float = 4.0):
+    def __init__(self, face_weight: float = 0.6, speech_weight: float = 0.4, half_life_s: float = 1.5,
+                 stale_after_s: float = 4.0, hysteresis: float = 0.05):
         self.face_weight = face_weight
         self.speech_weight = speech_weight
         self.half_life_s = half_life_s
         self.stale_after_s = stale_after_s
+        self.hysteresis = hysteresis
         self._label: Optional[str] = None
+        self._shown: Optional[int] = None  # index of the shown fused label
+        self._track: Optional[int] = None  # the attributed track it belongs to
 
     @classmethod
     def from_config(cls, cfg) -> "Fuser":
-        return cls(cfg.face_weight, cfg.speech_weight, cfg.half_life_s, cfg.stale_after_s)
+        return cls(cfg.face_weight, cfg.speech_weight, cfg.half_life_s, cfg.stale_after_s, cfg.hysteresis)
+
+    def _choose(self, scores: np.ndarray, track_id: Optional[int]) -> int:
+        """The shown label's index: kept until another class leads it by the hysteresis margin."""
+        best = int(np.argmax(scores))
+        shown = self._shown
+        if shown is None or track_id != self._track or scores[best] >= scores[shown] + self.hysteresis:
+            shown = best
+        self._shown, self._track = shown, track_id
+        return shown
 
     def _contribution(self, scores: Optional[np.ndarray], conf: float, base: float, age: float) -> Optional[_Contribution]:
         if scores is None:
@@ -196,8 +211,10 @@ class Fuser:
         conf = 0.0
         if total > 0:
             scores = np.sum([c.weight * c.scores for c in parts.values()], axis=0) / total
-            idx = int(np.argmax(scores))
+            idx = self._choose(scores, track_id)
             label, conf = LABELS[idx], float(scores[idx])
+        else:
+            self._shown = None
         changed = label != self._label
         self._label = label
         share = {k: (c.weight / total if total > 0 else 0.0) for k, c in parts.items()}

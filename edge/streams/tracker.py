@@ -18,18 +18,9 @@ from typing import Callable, Hashable, Optional, Sequence
 import cv2
 import numpy as np
 
-from dsrter.edge.infer.face_detector import MOUTH, Detection
+from dsrter.edge.infer.face_detector import MOUTH, Detection, iou
 
 Box = tuple[float, float, float, float]
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def centre(b: Box) -> tuple[float, float]:

@@ -49,10 +49,9 @@ from dsrter.edge.app.wiring import Streams
 from dsrter.edge.config import Config, load_config, parse_config
 from dsrter.edge.display.overlay import draw_overlay
 from dsrter.edge.infer.face_classifier import FaceClassifier
-from dsrter.edge.infer.face_detector import FaceDetector
+from dsrter.edge.infer.models import make_detector
 from dsrter.edge.infer.model_io import TFLiteModel, load_card
 from dsrter.edge.infer.speech_classifier import SpeechClassifier
-from dsrter.edge.infer.tiled_detection import TiledDetector
 from dsrter.edge.sinks.mqtt import MqttSink
 from dsrter.edge.sources.base import Frame
 from dsrter.edge.sources.media_file import MediaFileSource
@@ -266,6 +265,7 @@ class ModelSet:
     face: Path
     speech: Optional[Path]
     origin: dict[str, str] = field(default_factory=dict)  # role -> "shipped" | "configured" | "stand-in ..."
+    verifier: Optional[Path] = None  # face.verify_model (the second look), None when off
 
 
 def _stand_in_dir() -> Path:
@@ -332,6 +332,11 @@ def resolve_models(cfg: Config) -> ModelSet:
     face, speech = Path(cfg.face.model), Path(cfg.speech.model) if cfg.speech.enabled else None
     missing = [w for w, p in (("face", face), ("speech", speech)) if p is not None and not p.is_file()]
     out = ModelSet(det, face, speech, {"detector": origin(det)})
+    if cfg.face.verify_model is not None:
+        out.verifier = Path(cfg.face.verify_model)
+        if not out.verifier.is_file():
+            raise BenchError(f"{out.verifier}: second-look detector model not found (face.verify_model)")
+        out.origin["verifier"] = origin(out.verifier)
     stand = make_stand_ins(missing) if missing else None
     for w in ("face", "speech"):
         p = getattr(out, w)
@@ -640,8 +645,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
              broker: Optional[LocalBroker], progress: Callable[[str], None]) -> dict[str, Any]:
     bcfg = _bench_cfg(cfg, broker, f"bench{'4' if mosaic else '1'}")
     bus = EventBus()
-    det = TiledDetector(FaceDetector(models.detector, cfg.face.min_detection_confidence, cfg.face.max_faces, mode="video"),
-                        *cfg.face.detect_tiles)
+    det = make_detector(cfg.face, models.detector, models.verifier)
     clf = TimedClassifier(FaceClassifier(models.face, threads=cfg.face.threads, mirror_average=cfg.face.mirror_average))
     speech = worker = None
     if models.speech is not None:
@@ -668,7 +672,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
     crc_s = 0.0
     wall = 0.0
     windows0 = 0
-    invokes0 = classified = 0
+    invokes0 = verify0 = classified = 0
     try:
         total = opts.warmup + opts.frames
         for i in range(total):
@@ -683,7 +687,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
                     if not sink.wait_connected(10):
                         raise BenchError("the bench's MQTT sink could not connect to its local broker")
                 cpu = CpuWindow()
-                invokes0 = det.invokes
+                invokes0, verify0 = det.invokes, det.verify_invokes
                 t_start = time.perf_counter()
             frame, decode_ms = feed.read()
             t_cap = time.perf_counter()
@@ -737,6 +741,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
         "faces_per_frame": round(statistics.fmean(rows["faces"]), 2) if n else 0.0,
         # what the face stream ran per measured frame (the Raspberry Pi estimate scales the networks by these)
         "detector_invokes_per_frame": round((det.invokes - invokes0) / n, 4) if n else None,
+        "verify_invokes_per_frame": round((det.verify_invokes - verify0) / n, 4) if n else None,
         "faces_classified_per_frame": round(classified / n, 4) if n else None,
         "classifier_runs_per_face": 2 if clf.clf.hflip_average else 1,
         "stages_ms": {k: summary(v) for k, v in rows.items() if k not in ("faces", "capture_to_overlay")},
@@ -975,7 +980,9 @@ def pi_estimate(ours: dict[str, Any], macs: dict[str, dict], factor: float, dete
     classified = float(classified) if classified is not None else faces
     stages: dict[str, float] = {}
     stages["decode"] = mean("decode") * factor
-    stages["detect"] = max(0.0, mean("detect") - det_calls * here_invoke("detector")) * factor + det_calls * nn_ms("detector")
+    verify_calls = float(ours.get("verify_invokes_per_frame") or 0.0)  # second looks (face.verify_model)
+    stages["detect"] = (max(0.0, mean("detect") - det_calls * here_invoke("detector") - verify_calls * here_invoke("verifier"))
+                        * factor + det_calls * nn_ms("detector") + verify_calls * nn_ms("verifier"))
     stages["crop"] = mean("crop") * factor
     per_face_here = float(st.get("face_classify_per_face", {}).get("mean") or 0.0) * norm
     stages["face_classify"] = classified * runs_per_face * nn_ms("face") \
@@ -1003,6 +1010,7 @@ def pi_estimate(ours: dict[str, Any], macs: dict[str, dict], factor: float, dete
         "pi4_factor": factor,
         "detect_every_n_frames": max(1, int(detect_every)),
         "detector_invokes_per_frame": round(det_calls, 4),
+        "verify_invokes_per_frame": round(verify_calls, 4),
         "faces_classified_per_frame": round(classified, 4),
         "classifier_runs_per_face": runs_per_face,
         "pi4": {"stages_ms": {k: round(v, 1) for k, v in stages.items()}, "frame_ms": round(frame_ms, 1),
@@ -1070,9 +1078,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
         progress("resolving models ...")
         models = resolve_models(cfg)
         report["models"] = {k: {"path": str(getattr(models, k)) if getattr(models, k) else None,
-                                "origin": models.origin.get(k)} for k in ("detector", "face", "speech")}
+                                "origin": models.origin.get(k)} for k in ("detector", "verifier", "face", "speech")}
         macs: dict[str, dict] = {}
-        for role in ("detector", "face", "speech"):
+        for role in ("detector", "verifier", "face", "speech"):
             p = getattr(models, role)
             if p is not None:
                 macs[role] = count_macs(p)
@@ -1193,7 +1201,7 @@ def format_report(rep: dict[str, Any]) -> str:
              f"{m['load_avg_start'][0]:.2f}, at end {m.get('load_avg_end', ['?'])[0]}"
              + ("  (BUSY: other work shares these CPUs; figures are disturbed)"
                 if max(m["load_avg_start"][0], m.get("load_avg_end", [0])[0]) > 0.5 * (m["logical_cpus"] or 1) else "")]
-    for role in ("detector", "face", "speech"):
+    for role in ("detector", "verifier", "face", "speech"):
         info = rep["models"].get(role) or {}
         if info.get("path"):
             lines.append(f"model {role}: {Path(info['path']).name} - {info['origin']}; "
@@ -1287,6 +1295,7 @@ def format_report(rep: dict[str, Any]) -> str:
                      + (f"; speech window on Pi 4 ~{p4['speech_window']['features_ms']} ms features + "
                         f"{p4['speech_window']['classify_ms']} ms classify (its own core)" if p4.get("speech_window") else ""))
         lines.append(f"  per frame as run: {pe['detector_invokes_per_frame']} detector invokes, "
+                     f"{pe.get('verify_invokes_per_frame', 0)} second looks, "
                      f"{pe['faces_classified_per_frame']} faces classified x {pe['classifier_runs_per_face']} run(s); "
                      "Pi 4 stages ms: " + ", ".join(f"{k} {v}" for k, v in p4["stages_ms"].items()))
         lines.append(f"  how: {pe['how']}")
