@@ -121,19 +121,8 @@ def test_real_faces_40px_high_are_found_with_tiles(full, footage):
 
 def test_fer_faces_40px_high_in_a_composed_frame(full, av_samples):
     """Heads of the FER-2013 clips (tight crops on a textured background) pasted 40 px high at five places."""
-    heads = []
-    for clip in sorted(av_samples.glob("clip0[0-9]_*.mp4")) + sorted(av_samples.glob("clip1[0-3]_*.mp4")):  # one face each
-        frame = first_frame(clip)
-        (d,) = full.detect(frame)[:1] or (None,)
-        if d is None:
-            continue
-        x, y, w, h = map(int, d.box)
-        m = int(0.6 * w)
-        heads.append(cv2.resize(frame[max(0, y - m): y + h + m // 2, max(0, x - m): x + w + m], None,
-                                fx=40 / h, fy=40 / h, interpolation=cv2.INTER_AREA))
+    heads, places, background = _fer_heads(av_samples)
     assert len(heads) >= 8
-    background = cv2.resize(first_frame(av_samples / "clip19_face-none_speech-angry.mp4"), (640, 480))
-    places = [(60, 80), (300, 200), (500, 330), (150, 370), (420, 60)]
     found = {"whole": 0, "tiled": 0}
     for head in heads:
         canvas = background.copy()
