@@ -170,8 +170,7 @@ class Fuser:
         self.half_life_s = half_life_s
         self.stale_after_s = stale_after_s
         self.hysteresis = hysteresis
-        self._label: Optional[str] = None
-        self._shown: Optional[int] = None  # index of the shown fused label
+        self._shown: Optional[int] = None  # index of the shown fused label (None: nothing to fuse)
         self._track: Optional[int] = None  # the attributed track it belongs to
 
     @classmethod
@@ -209,14 +208,14 @@ class Fuser:
         label: Optional[str] = None
         scores: Optional[np.ndarray] = None
         conf = 0.0
+        before = self._shown
         if total > 0:
             scores = np.sum([c.weight * c.scores for c in parts.values()], axis=0) / total
             idx = self._choose(scores, track_id)
             label, conf = LABELS[idx], float(scores[idx])
         else:
             self._shown = None
-        changed = label != self._label
-        self._label = label
+        changed = self._shown != before
         share = {k: (c.weight / total if total > 0 else 0.0) for k, c in parts.items()}
         return FusedEvent(timestamp=t, label=label, scores=scores, confidence=conf,
                           face_weight=share.get("face", 0.0), speech_weight=share.get("speech", 0.0),
