@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 MODE="${1:-run}"; shift || true
 PY="${PYTHON:-python3}"
-# The runtime needs only PortAudio from Debian (OpenCV is the headless wheel, LiteRT, PyAV, onnxruntime and
+# The runtime needs only PortAudio from Debian (OpenCV is the headless wheel, LiteRT, PyAV and
 # openSMILE bring their own libraries); mosquitto is the local broker, openssl makes test certificates.
 APT_PACKAGES=(libportaudio2 mosquitto openssl)
 # Tests: the test extra's mediapipe (parity test only) and its opencv-contrib build need GL/EGL libraries;

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dsrter.convert.tflite_export import to_tflite
+from dsrter.convert.vad_convert import SOURCE as VAD_SOURCE
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS
 from dsrter.edge.infer.model_io import TFLiteModel, make_interpreter, sha256_file
@@ -38,10 +39,9 @@ from dsrter.train.speech_train import (
 
 log = logging.getLogger(__name__)
 
-# The voice-activity model every new card names (vendored beside the emotion models, MIT licence).
-VAD_SPEC = {"model": "silero_vad.onnx", "threshold": 0.5, "lookback_s": 0.125,
-            "source": "Silero VAD v6 (silero_vad_16k_op15.onnx from the silero-vad 6.2.3 wheel), MIT licence: "
-                      "silero_vad.LICENSE; run by onnxruntime on 32 ms chunks of the newest audio"}
+# The voice-activity model every new card names (vendored beside the emotion models, MIT licence;
+# `dsrter convert vad` makes the TFLite file from the Silero team's ONNX file).
+VAD_SPEC = {"model": "silero_vad.tflite", "threshold": 0.5, "lookback_s": 0.125, "source": VAD_SOURCE}
 
 SPLIT_TEXT = {
     "ravdess": {"train": "actors 1-18", "val": "actors 19-20", "test": "actors 21-24"},

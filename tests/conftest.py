@@ -31,7 +31,7 @@ SHIPPED_MODELS = (
     "speech_emotion.tflite",
     "face_detection_short_range.tflite",
     "face_detection_full_range_sparse.tflite",
-    "silero_vad.onnx",
+    "silero_vad.tflite",
 )
 
 

@@ -435,7 +435,7 @@ def test_damaged_models_give_a_clear_error_naming_the_file(tmp_path, face_model,
 SHIPPED_DAMAGE_MODELS = {
     "face_detection_full_range_sparse.tflite": "detector", "face_detection_short_range.tflite": "detector",
     "face_emotion.tflite": "face", "face_emotion_float.tflite": "face",
-    "speech_emotion.tflite": "speech", "silero_vad.onnx": "vad",
+    "speech_emotion.tflite": "speech", "silero_vad.tflite": "vad",
 }
 DAMAGES = ["cut-1/8", "cut-1/2", "cut-tail16", "flip@0", "flip@0.02", "flip@0.25", "flip@0.5", "flip@0.75", "flip@0.98"]
 
@@ -453,7 +453,7 @@ def _damaged_runner_config(tmp: Path, name: str, how: str) -> tuple[Path, Path]:
     models, folder = REPO / "models", tmp / "models"
     folder.mkdir()
     role = SHIPPED_DAMAGE_MODELS[name]
-    for f in ("face_emotion.json", "speech_emotion.json", "speech_emotion.tflite", "silero_vad.onnx",
+    for f in ("face_emotion.json", "speech_emotion.json", "speech_emotion.tflite", "silero_vad.tflite",
               "face_emotion.tflite", "face_detection_short_range.tflite"):
         (folder / f).write_bytes((models / f).read_bytes())
     (folder / name).write_bytes(_damage((models / name).read_bytes(), how))

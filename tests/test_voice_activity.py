@@ -15,7 +15,7 @@ from dsrter.train.speech_data import load_dataset, read_audio
 
 from conftest import REPO
 
-SILERO = REPO / "models" / "silero_vad.onnx"
+SILERO = REPO / "models" / "silero_vad.tflite"
 
 
 def _needs_tools() -> None:
@@ -71,14 +71,14 @@ def test_av_samples_silence_shown_as_no_speech(av_samples, ravdess_dir):
     assert figs["spoken_shown_speaking"] >= 0.90
 
 
-@pytest.mark.parametrize("content", [b"", b"not an onnx file at all", None])
+@pytest.mark.parametrize("content", [b"", b"not a tflite file at all", None])
 def test_bad_vad_model_is_one_clear_error(tmp_path, content):
-    path = tmp_path / "vad.onnx"
+    path = tmp_path / "vad.tflite"
     if content is None:
         shutil.copy(REPO / "models" / "face_emotion.tflite", path)  # a model of the wrong kind
     else:
         path.write_bytes(content)
-    with pytest.raises(ModelError, match="vad.onnx"):
+    with pytest.raises(ModelError, match="vad.tflite"):
         SileroVad(path)
     with pytest.raises(ModelError, match="not found"):
-        SileroVad(tmp_path / "missing.onnx")
+        SileroVad(tmp_path / "missing.tflite")

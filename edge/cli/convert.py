@@ -1,4 +1,4 @@
-"""``dsrter convert face|speech``."""
+"""``dsrter convert face|speech|vad``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ HELP = "convert a trained model to float and full-int8 TFLite and verify int8 ag
 TARGETS = {
     "face": "dsrter.edge.cli.convert_face",
     "speech": "dsrter.edge.cli.convert_speech",
+    "vad": "dsrter.edge.cli.convert_vad",
 }
 
 

@@ -1,4 +1,4 @@
-"""Voice activity on the newest audio: Silero VAD (ONNX, via onnxruntime) or the old energy gate.
+"""Voice activity on the newest audio: Silero VAD (ported to TFLite, run by LiteRT) or the old energy gate.
 
 A detector is fed the newest audio of a stream at every tick and answers "is someone speaking
 now?" from its last ``lookback_s`` seconds, so the state turns to "no speech" within one tick plus
@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dsrter.edge.infer.model_io import ModelError
+from dsrter.edge.infer.model_io import ModelError, TFLiteModel
 
 SAMPLE_RATE = 16000
 
@@ -32,35 +32,24 @@ class VoiceDetector(Protocol):
 
 
 class SileroVad:
-    """Silero VAD v6 (16 kHz, 512-sample chunks with 64 samples of context), streaming."""
+    """Silero VAD v6 (16 kHz, 512-sample chunks with 64 samples of context), streaming.
+
+    Runs ``silero_vad.tflite``, the Silero team's ONNX model rebuilt by ``dsrter convert vad``."""
 
     CHUNK = 512
     CONTEXT = 64
 
     def __init__(self, model_path: str | Path, threshold: float = 0.5, lookback_s: float = 0.125,
                  warmup_s: float = 0.5, threads: int = 1):
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"{path}: voice-activity model not found")
-        try:  # optional heavy dependency: only the Silero detector needs onnxruntime
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - the runtime install has it
-            raise ModelError(f"onnxruntime is not installed; it runs the voice-activity model {path.name}") from exc
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(f"{path}: not a loadable ONNX voice-activity model ({str(exc).splitlines()[0][:120]})") from None
-        names = {i.name for i in self._session.get_inputs()}
-        if not {"input", "state", "sr"} <= names:
-            raise ModelError(f"{path}: not a Silero VAD model (inputs {sorted(names)})")
+        self._model = TFLiteModel(model_path, threads=threads)
+        shapes = {d["name"]: tuple(d["shape"]) for d in self._model.inputs}
+        if sorted(shapes.values()) != [(1, self.CONTEXT + self.CHUNK), (2, 1, 128)]:
+            raise ModelError(f"{model_path}: not a Silero VAD model (inputs {shapes})")
+        self._audio_in = next(i for i, d in enumerate(self._model.inputs) if len(d["shape"]) == 2)
+        self._prob_out = next(i for i, d in enumerate(self._model.outputs) if tuple(d["shape"]) == (1, 1))
         self.threshold = float(threshold)
         self.lookback_s = float(lookback_s)
         self.warmup_s = float(warmup_s)
-        self._sr = np.array(SAMPLE_RATE, np.int64)
         self.reset()
 
     def reset(self) -> None:
@@ -76,7 +65,9 @@ class SileroVad:
         out = np.empty(n, np.float32)
         for i in range(n):
             inp = np.concatenate([self._context, x[None, i * self.CHUNK : (i + 1) * self.CHUNK]], axis=1)
-            prob, self._state = self._session.run(None, {"input": inp, "state": self._state, "sr": self._sr})
+            args = (inp, self._state) if self._audio_in == 0 else (self._state, inp)
+            outs = self._model.run(*args)
+            prob, self._state = outs[self._prob_out], outs[1 - self._prob_out]
             self._context = inp[:, -self.CONTEXT :]
             out[i] = float(prob.reshape(-1)[0])
         return out

@@ -546,15 +546,22 @@ def rss_bytes(pid: Optional[int] = None) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
-def peak_rss_bytes(pid: Optional[int] = None) -> Optional[int]:
-    """VmHWM: the process's peak resident set since it started (Linux)."""
+def status_bytes(pid: Optional[int], *keys: str) -> dict[str, Optional[int]]:
+    """Fields of /proc/PID/status given in kB (VmHWM, RssAnon, RssFile, ...), in bytes; None where absent."""
+    found: dict[str, Optional[int]] = dict.fromkeys(keys)
     try:
         for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+            key = line.split(":", 1)[0]
+            if key in found:
+                found[key] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return None
+    return found
+
+
+def peak_rss_bytes(pid: Optional[int] = None) -> Optional[int]:
+    """VmHWM: the process's peak resident set since it started (Linux)."""
+    return status_bytes(pid, "VmHWM")["VmHWM"]
 
 
 def has_tensorflow_mapped(pid: Optional[int] = None) -> bool:
@@ -892,6 +899,8 @@ def run_daemon_probe(cfg, models: ModelSet, clip: Path, broker: Optional[LocalBr
             samples.append((time.monotonic(), ct.user + ct.system, p.memory_info().rss))
             time.sleep(0.25)
         peak = peak_rss_bytes(proc.pid)
+        # RSS = anonymous memory (heap, buffers) + mapped library pages; the second depends on the page cache
+        parts = status_bytes(proc.pid, "RssAnon", "RssFile")
         out["tensorflow_in_process"] = has_tensorflow_mapped(proc.pid)
         out["threads"] = p.num_threads()
         t_term = time.monotonic()
@@ -909,7 +918,9 @@ def run_daemon_probe(cfg, models: ModelSet, clip: Path, broker: Optional[LocalBr
         rss = [s[2] for s in samples]
         if rss:
             out["rss_mb"] = {"steady": round(statistics.median(rss[len(rss) // 2:]) / 2**20, 1),
-                             "peak": round(max([peak or 0, *rss]) / 2**20, 1)}
+                             "peak": round(max([peak or 0, *rss]) / 2**20, 1),
+                             **{k: round(v / 2**20, 1) for k, v in (("anon_at_end", parts["RssAnon"]),
+                                                                    ("file_at_end", parts["RssFile"])) if v is not None}}
         # the last stats while running: the final one at shutdown says running false, fps 0
         last = next((s for s in reversed(stats) if "fps" in s and s.get("running", True)), None)
         if last is not None:
@@ -1273,7 +1284,8 @@ def format_report(rep: dict[str, Any]) -> str:
         ds = d.get("daemon_stats") or {}
         lines.append(f"dsrter run (1-face clip at its real-time 30 fps, speech on, MQTT to local mosquitto)*: "
                      f"start-up to READY {_f(d.get('startup_to_ready_s'), 2)} s; CPU {_f(d.get('cpu_percent'))} % of one "
-                     f"core; RSS steady {_f(rss.get('steady'))} MB, peak {_f(rss.get('peak'))} MB; daemon fps "
+                     f"core; RSS steady {_f(rss.get('steady'))} MB, peak {_f(rss.get('peak'))} MB (at the end: anonymous "
+                     f"{_f(rss.get('anon_at_end'))}, library files {_f(rss.get('file_at_end'))} MB); daemon fps "
                      f"{_f(ds.get('fps'))}, dropped {ds.get('dropped_frames', '-')}; SIGTERM -> exit "
                      f"{d.get('sigterm_exit_code')} in {_f(d.get('stop_s'), 2)} s, offline published "
                      f"{d.get('offline_published', '-')}"
