@@ -69,6 +69,18 @@ def test_same_values_as_the_opensmile_package(windows):
     back.close()
 
 
+def test_samples_beyond_full_scale_are_clipped_not_wrapped(windows):
+    """A window pushed past +-1.0 (clipped speech after level normalisation) gives the features of the
+    same window clipped at full scale; the plain int16 cast would wrap it to the opposite sign."""
+    drv = smile_api.SmileFunctionals(16000)
+    loud = windows[0] * np.float32(1.0 / max(1e-6, float(np.abs(windows[0]).max()))) * np.float32(3.0)
+    assert np.abs(loud).max() > 2.9
+    clipped = np.clip(loud, -1.0, 32767 / 32768)
+    np.testing.assert_array_equal(drv(loud), drv(clipped))
+    assert smile_api.pcm16(np.array([1.5, -1.5, 1.0, 0.5], np.float32)).tolist() == [32767, -32768, 32767, 16384]
+    drv.close()
+
+
 def test_threads_each_get_their_own_instance(windows):
     """The extractor resets one openSMILE instance per thread between windows: two threads at once
     give what one thread gives."""

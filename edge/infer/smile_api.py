@@ -124,9 +124,13 @@ def preload() -> bool:
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:
-    """float32 samples in [-1, 1] -> int16 exactly as opensmile.Smile converts them (x 32768, cast)."""
+    """float32 samples -> int16 as opensmile.Smile converts them (x 32768, cast) within [-1, 1).
+
+    Samples beyond full scale (a clipped recording after level normalisation) are clipped: the plain
+    cast wraps them to the opposite sign (and differs between CPU architectures)."""
     x = np.array(audio, dtype=np.float32)
     x *= 32768
+    np.clip(x, -32768, 32767, out=x)
     return x.astype(np.int16)
 
 
