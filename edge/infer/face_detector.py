@@ -152,6 +152,11 @@ class FaceDetector:
         """Every call searches the whole frame, so a face anywhere could have been found."""
         return True
 
+    @property
+    def last_pass(self) -> None:
+        """Every call is the same pass (the whole frame)."""
+        return None
+
     def close(self) -> None:
         self._model = None
 

@@ -41,9 +41,9 @@ class CropVerifier:
         side = max(8, int(round(self.context * max(w, h))))
         return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
 
-    def crop(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        """The square around ``box`` (see ``region``), black beyond the frame."""
-        x0, y0, side = self.region(box)
+    @staticmethod
+    def crop(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+        """The square ``side`` x ``side`` at (x0, y0) (a ``region``), black beyond the frame."""
         H, W = frame.shape[:2]
         out = np.zeros((side, side) + frame.shape[2:], frame.dtype)
         sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(W, x0 + side), min(H, y0 + side)
@@ -54,7 +54,7 @@ class CropVerifier:
     def confirms(self, frame: np.ndarray, det: Detection) -> bool:
         """Does the second detector find the face ``det`` is (a box overlapping it by ``min_iou``)?"""
         x0, y0, side = self.region(det.box)
-        patch = self.crop(frame, det.box)
+        patch = self.crop(frame, x0, y0, side)
         size = self.detector.spec.input_size
         if side < size:  # scaled up once here, so the detector sees the face with sharp edges
             patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_CUBIC)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Callable, Hashable, Optional, Protocol
 
 import numpy as np
 
@@ -31,9 +31,19 @@ STAGES = ("detect", "track", "classify", "smooth", "attribute", "fuse", "total")
 
 
 class Detector(Protocol):
-    """What the face stream needs of :class:`~dsrter.edge.infer.face_detector.FaceDetector`."""
+    """What the face stream needs of a detector (:class:`~dsrter.edge.infer.face_detector.FaceDetector`,
+    or :class:`~dsrter.edge.infer.tiled_detection.TiledDetector`, which searches part of the frame per call)."""
 
     def detect(self, frame: np.ndarray, t: float = 0.0) -> list[Detection]: ...
+
+    def covers(self, box: tuple[float, float, float, float]) -> bool:
+        """Could the last call have found a face with this box?"""
+        ...
+
+    @property
+    def last_pass(self) -> Hashable:
+        """Which pass the last call ran (None when every call searches the whole frame)."""
+        ...
 
 
 class FaceModel(Protocol):
@@ -151,10 +161,9 @@ class FaceStream:
         if self.frames % self.detect_every == 0:
             dets = self.detector.detect(frame.image, frame.t)
             timer.lap("detect")
-            # a detector that searches part of the frame per call (TiledDetector) says which tracks it
-            # covered, and which pass found the faces
-            tracks = self.tracker.update(dets, gray, getattr(self.detector, "covers", None),
-                                         getattr(self.detector, "last_pass", None))
+            # a detector that searches part of the frame per call says which tracks it covered, and which
+            # pass found the faces
+            tracks = self.tracker.update(dets, gray, self.detector.covers, self.detector.last_pass)
         else:
             tracks = self.tracker.predict()
         timer.lap("track")
