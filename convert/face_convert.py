@@ -76,14 +76,12 @@ def convert_face(checkpoints: Path | str | Sequence[Path | str], data: Path, out
     doubles the cost per face), and the PublicTest figures for both are recorded either way."""
     if mirror not in ("auto", "on", "off"):
         raise ValueError(f"mirror must be auto, on or off, not {mirror!r}")
-    import torch  # the train extra, loaded only when checkpoints are converted
-
-    from dsrter.train.face_model import count_params
-    from dsrter.train.face_train import load_trained
+    from dsrter.train.face_model import count_params  # the train extra (torch), loaded only here
+    from dsrter.train.face_train import load_checkpoint
 
     paths = _as_list(checkpoints)
-    states = [torch.load(c, weights_only=False) for c in paths]
-    nets = [load_trained(c) for c in paths]
+    loaded = [load_checkpoint(c) for c in paths]
+    nets, states = [net for net, _ in loaded], [st for _, st in loaded]
     flags = {bool(st.get("equalize", False)) for st in states}
     if len(flags) > 1:
         raise ValueError("the checkpoints disagree on histogram equalisation (dsrter train face --equalize): "

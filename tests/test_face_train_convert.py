@@ -303,6 +303,36 @@ def test_selection_compares_members_and_their_mean_on_publictest_only(tmp_path):
     assert lo <= gain + 1e-9 and gain - 1e-9 <= hi
 
 
+def test_selection_on_ferplus_majority_labels(tmp_path):
+    """With --ferplus the PublicTest images are scored against their FER+ majority label; images
+    without a majority are left out."""
+    from dsrter.train.face_select import compare
+    from dsrter.train.face_train import predict
+    from dsrter.train.fer_data import PUBLIC_TEST, load_fer
+    from dsrter.train.ferplus import FERPLUS_TO_LABEL, VALID_FILE, VOTES_FILE
+
+    data = write_npz(tmp_path / "fer.npz", per_class=10)
+    fer = load_fer(data)
+    rng = np.random.default_rng(0)
+    majority = rng.integers(0, 7, len(fer))  # FER+ labels unrelated to FER-2013's
+    votes = np.zeros((len(fer), 10), np.uint8)
+    votes[np.arange(len(fer)), [int(np.flatnonzero(FERPLUS_TO_LABEL == k)[0]) for k in majority]] = 8
+    split = np.arange(len(fer)) % 3 == 0  # a third: split votes, no majority
+    votes[split, 8] = 8
+    np.save(tmp_path / VOTES_FILE, votes)
+    np.save(tmp_path / VALID_FILE, np.ones(len(fer), bool))
+    ckpt = tmp_path / "m.pt"
+    torch.manual_seed(0)
+    torch.save({"spec": SMALL.to_dict(), "model": HybridFaceNet(SMALL).state_dict()}, ckpt)
+    (row,) = compare([ckpt], str(data), ferplus=True)
+    keep = (fer.usage == PUBLIC_TEST) & ~split
+    assert 0 < keep.sum() < (fer.usage == PUBLIC_TEST).sum()
+    model = HybridFaceNet(SMALL)
+    model.load_state_dict(torch.load(ckpt)["model"])
+    want = float((predict(model, fer.images[keep]).argmax(1) == majority[keep]).mean())
+    assert row["publictest_acc"] == pytest.approx(want)
+
+
 def test_bootstrap_interval_brackets_a_known_difference():
     from dsrter.train.face_select import bootstrap_difference
 

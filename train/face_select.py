@@ -15,16 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from dsrter.train.fer_data import PUBLIC_TEST, load_fer
+from dsrter.train.ferplus import load_ferplus
 
 
 def publictest_probabilities(checkpoint: Path, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities of one checkpoint on the images and on their mirror images."""
     import torch  # the train extra, loaded only when a checkpoint is scored
 
-    from dsrter.train.face_train import load_trained, predict
+    from dsrter.train.face_train import load_checkpoint, predict
 
-    net = load_trained(checkpoint)
-    eq = bool(torch.load(checkpoint, weights_only=False).get("equalize", False))
+    net, state = load_checkpoint(checkpoint)
+    eq = bool(state.get("equalize", False))
     with torch.no_grad():
         plain = torch.softmax(torch.as_tensor(predict(net, images_u8, equalize=eq)), 1).numpy()
         mirrored = torch.softmax(torch.as_tensor(predict(net, images_u8[:, :, ::-1].copy(), equalize=eq)), 1).numpy()
@@ -38,12 +39,19 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, n: int = 
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
-def compare(checkpoints: list[Path], data: str) -> list[dict]:
+def compare(checkpoints: list[Path], data: str, ferplus: bool = False) -> list[dict]:
     """One row per non-empty subset of the checkpoints: accuracy plain and mirror-averaged.
 
-    A row of several members also gives, mirror-averaged, the top-1 agreement of its members and the
-    bootstrap interval of its gain over the best single member."""
-    x, y = load_fer(data).split(PUBLIC_TEST)
+    ``ferplus``: scored against the FER+ majority labels of the PublicTest images that have one,
+    else against FER-2013's own labels. A row of several members also gives, mirror-averaged, the
+    top-1 agreement of its members and the bootstrap interval of its gain over the best single member."""
+    fer = load_fer(data)
+    if ferplus:
+        fp = load_ferplus(data, len(fer))
+        keep = (fer.usage == PUBLIC_TEST) & (fp.majority >= 0)
+        x, y = fer.images[keep], fp.majority[keep]
+    else:
+        x, y = fer.split(PUBLIC_TEST)
     if len(x) == 0:
         raise ValueError(f"{data}: no PublicTest images (usage code 1) to select on")
     probs = [publictest_probabilities(c, x) for c in checkpoints]
@@ -69,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", nargs="+", required=True, type=Path, help="best.pt files from `dsrter train face`")
     ap.add_argument("--data", default="../shared/data/fer2013/fer2013.npz")
+    ap.add_argument("--ferplus", action="store_true", help="score against the FER+ majority labels (beside the npz)")
     args = ap.parse_args(argv)
-    for r in compare(args.checkpoint, args.data):
+    for r in compare(args.checkpoint, args.data, args.ferplus):
         extra = ""
         if "member_agreement" in r:
             lo, hi = r["gain_vs_best_single_ci95"]

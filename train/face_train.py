@@ -287,9 +287,15 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     return {"best": best, "epochs_done": len(history), "epochs": epochs, "finished": done, "out_dir": str(out)}
 
 
-def load_trained(path: str | Path) -> HybridFaceNet:
-    """A model from a best.pt / last.pt checkpoint, in eval mode."""
+def load_checkpoint(path: str | Path) -> tuple[HybridFaceNet, dict]:
+    """The model of a best.pt / last.pt checkpoint, in eval mode, and the checkpoint's other entries
+    (``equalize``, ``best``, ...)."""
     state = torch.load(path, weights_only=False)
     model = HybridFaceNet(FaceNetSpec.from_dict(state["spec"]))
-    model.load_state_dict(state["model"])
-    return model.eval()
+    model.load_state_dict(state.pop("model"))
+    return model.eval(), state
+
+
+def load_trained(path: str | Path) -> HybridFaceNet:
+    """A model from a best.pt / last.pt checkpoint, in eval mode."""
+    return load_checkpoint(path)[0]
