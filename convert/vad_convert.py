@@ -10,6 +10,7 @@ the speech probabilities differ.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,8 @@ class PortCheck:
     chunks: int
     max_abs_diff: float
     decisions_differ: int  # chunks where prob >= threshold differs between the two runtimes
+    onnx_s: float  # wall time of the onnxruntime run (one thread)
+    tflite_s: float  # wall time of the LiteRT run (one thread)
 
 
 def check_port(onnx_path: str | Path, tflite_path: str | Path, audio: np.ndarray,
@@ -131,18 +134,24 @@ def check_port(onnx_path: str | Path, tflite_path: str | Path, audio: np.ndarray
     """Run the ONNX original (onnxruntime) and the TFLite port over ``audio`` as one stream."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     port = SileroVad(tflite_path)
     state = np.zeros((2, 1, HIDDEN), np.float32)
     context = np.zeros((1, CONTEXT), np.float32)
     x = np.asarray(audio, np.float32).reshape(-1)
     n = len(x) // CHUNK
     ref = np.empty(n, np.float32)
+    t0 = time.perf_counter()
     for k in range(n):
         inp = np.concatenate([context, x[None, k * CHUNK:(k + 1) * CHUNK]], axis=1)
         p, state = sess.run(None, {"input": inp, "state": state, "sr": np.array(16000, np.int64)})
         context = inp[:, -CONTEXT:]
         ref[k] = p.reshape(-1)[0]
+    t1 = time.perf_counter()
     got = port.chunk_probs(x[: n * CHUNK])
+    t2 = time.perf_counter()
     return PortCheck(chunks=n, max_abs_diff=float(np.max(np.abs(got - ref))) if n else 0.0,
-                     decisions_differ=int(np.sum((got >= threshold) != (ref >= threshold))))
+                     decisions_differ=int(np.sum((got >= threshold) != (ref >= threshold))),
+                     onnx_s=t1 - t0, tflite_s=t2 - t1)

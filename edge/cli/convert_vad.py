@@ -56,15 +56,18 @@ def main(args: argparse.Namespace) -> int:
     try:
         data = to_tflite(onnx_path)
         out.write_bytes(data)
-        chunks, worst, differ = 0, 0.0, 0
+        chunks, worst, differ, t_onnx, t_tflite = 0, 0.0, 0, 0.0, 0.0
         for _name, audio in _check_audio(args):
             r = check_port(onnx_path, out, audio)
             chunks, worst, differ = chunks + r.chunks, max(worst, r.max_abs_diff), differ + r.decisions_differ
+            t_onnx, t_tflite = t_onnx + r.onnx_s, t_tflite + r.tflite_s
     except (VadConvertError, ModelError) as exc:
         log.error("%s", exc)
         return 2
     print(f"wrote {out} ({len(data) / 1e6:.2f} MB); ONNX vs TFLite over {chunks} chunks of 32 ms: "
-          f"largest probability difference {worst:.2e}, decisions (>= 0.5) that differ: {differ}")
+          f"largest probability difference {worst:.2e}, decisions (>= 0.5) that differ: {differ}; ms per second of "
+          f"audio on one thread: onnxruntime {1000 * t_onnx / max(chunks * 0.032, 1e-9):.2f}, "
+          f"LiteRT {1000 * t_tflite / max(chunks * 0.032, 1e-9):.2f}")
     if args.card:
         card_file = Path(args.card)
         card = json.loads(card_file.read_text())
