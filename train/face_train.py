@@ -151,8 +151,16 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
 
+    state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
+    # the training targets and corruptions follow the run on resume, as its augmentation strength does
+    # (checkpoints written before these were stored take them from the command line)
+    ferplus = bool(state.get("ferplus", cfg.ferplus)) if state else cfg.ferplus
+    corrupt_p = float(state.get("corrupt_p", cfg.corrupt_p)) if state else cfg.corrupt_p
+    if state and (ferplus, corrupt_p) != (cfg.ferplus, cfg.corrupt_p):
+        log.info("resuming with the run's own targets and corruptions: ferplus %s, corrupt %.2f", ferplus, corrupt_p)
+
     data = load_fer(cfg.data)
-    if cfg.ferplus:
+    if ferplus:
         x_tr, y_tr, x_va, y_va = _ferplus_splits(cfg.data, data)
     else:
         x_tr, y_tr = data.split(TRAIN)
@@ -168,7 +176,6 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         keep = np.random.default_rng(cfg.seed).permutation(len(x_tr))[: cfg.max_train]
         x_tr, y_tr = x_tr[keep], y_tr[keep]
 
-    state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
     init = _load_init(cfg.init) if cfg.init and not state else None
     # the input preprocessing follows the run (on resume) or the weights it starts from, like the architecture
     equalize = bool(state.get("equalize", False)) if state else cfg.equalize or bool(init and init.get("equalize"))
@@ -231,8 +238,8 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             faces = x_tr_t[idx]
-            if cfg.corrupt_p > 0:
-                faces = torch.from_numpy(corrupt_batch(faces.numpy(), corrupt_rng, cfg.corrupt_p))
+            if corrupt_p > 0:
+                faces = torch.from_numpy(corrupt_batch(faces.numpy(), corrupt_rng, corrupt_p))
             if equalize:
                 faces = torch.from_numpy(equalise(faces.numpy()))
             xb = normalise(augment_faces(to_input(faces), gen, aug)).contiguous(memory_format=torch.channels_last)
@@ -280,6 +287,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
                 "spec": spec.to_dict(), "epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
                 "ema": ema.state_dict(), "optimizer": opt.state_dict(), "best": best, "history": history,
                 "generator": gen.get_state(), "augment_strength": aug, "equalize": equalize,
+                "ferplus": ferplus, "corrupt_p": corrupt_p,
             },
             last_path,
         )
