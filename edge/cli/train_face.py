@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ferplus", action="store_true",
                    help="train on the FER+ crowd-vote distributions beside the npz and select on PublicTest FER+ majority labels (a resumed run keeps its own)")
     p.add_argument("--corrupt", type=float, default=0.0, metavar="P",
-                   help="share of training faces given living-room camera corruptions (low light, blur, JPEG, small, rotated, occluded; a resumed run keeps its own)")
+                   help="share of training faces given living-room camera corruptions (low light, blur, JPEG, small, "
+                        "rotated, occluded; a resumed run keeps its own)")
     p.add_argument("--equalize", action="store_true",
                    help="histogram-equalise every face (after the corruptions) in training, selection and, through the "
                         "card, on the device (on by itself with --init from an equalised checkpoint)")
