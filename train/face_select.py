@@ -46,12 +46,7 @@ def compare(checkpoints: list[Path], data: str, ferplus: bool = False) -> list[d
     else against FER-2013's own labels. A row of several members also gives, mirror-averaged, the
     top-1 agreement of its members and the bootstrap interval of its gain over the best single member."""
     fer = load_fer(data)
-    if ferplus:
-        fp = load_ferplus(data, len(fer))
-        keep = (fer.usage == PUBLIC_TEST) & (fp.majority >= 0)
-        x, y = fer.images[keep], fp.majority[keep]
-    else:
-        x, y = fer.split(PUBLIC_TEST)
+    x, y = load_ferplus(data, len(fer)).majority_split(fer, PUBLIC_TEST) if ferplus else fer.split(PUBLIC_TEST)
     if len(x) == 0:
         raise ValueError(f"{data}: no PublicTest images (usage code 1) to select on")
     probs = [publictest_probabilities(c, x) for c in checkpoints]

@@ -133,9 +133,9 @@ def _ferplus_splits(data_path: str, data) -> tuple[np.ndarray, np.ndarray, np.nd
     """Training faces with FER+ soft targets; PublicTest faces with a FER+ majority label."""
     fp = load_ferplus(data_path, len(data))
     tr = (data.usage == TRAIN) & fp.usable
-    va = (data.usage == PUBLIC_TEST) & (fp.majority >= 0)
-    log.info("FER+: %d Training faces with vote targets, %d PublicTest faces with a majority label", tr.sum(), va.sum())
-    return data.images[tr], fp.soft[tr], data.images[va], fp.majority[va]
+    x_va, y_va = fp.majority_split(data, PUBLIC_TEST)
+    log.info("FER+: %d Training faces with vote targets, %d PublicTest faces with a majority label", tr.sum(), len(y_va))
+    return data.images[tr], fp.soft[tr], x_va, y_va
 
 
 def _seed_all(seed: int) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dsrter.edge.labels import NUM_CLASSES
+from dsrter.train.fer_data import FerData
 
 VOTES_FILE, VALID_FILE = "ferplus_votes.npy", "ferplus_valid.npy"
 # FER+ column -> LABELS index (angry, disgust, fear, happy, sad, surprise, neutral); -1: not ours.
@@ -36,6 +37,11 @@ class FerPlusLabels:
 
     def __len__(self) -> int:
         return len(self.majority)
+
+    def majority_split(self, data: FerData, code: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``FerData.split``: the faces of one usage code that have a FER+ majority label, and that label."""
+        mask = (data.usage == code) & (self.majority >= 0)
+        return data.images[mask], self.majority[mask]
 
 
 def votes_paths(data_path: str | Path) -> tuple[Path, Path]:

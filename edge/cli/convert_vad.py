@@ -18,7 +18,6 @@ DESCRIPTION = (
 )
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", default="models/silero_vad.onnx", help="the Silero VAD ONNX file")
     p.add_argument("--out", default="models/silero_vad.tflite", help="TFLite file to write")

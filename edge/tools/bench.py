@@ -898,9 +898,9 @@ def run_daemon_probe(cfg, models: ModelSet, clip: Path, broker: Optional[LocalBr
             ct = p.cpu_times()
             samples.append((time.monotonic(), ct.user + ct.system, p.memory_info().rss))
             time.sleep(0.25)
-        peak = peak_rss_bytes(proc.pid)
-        # RSS = anonymous memory (heap, buffers) + mapped library pages; the second depends on the page cache
-        parts = status_bytes(proc.pid, "RssAnon", "RssFile")
+        # peak, and RSS = anonymous memory (heap, buffers) + mapped library pages (the second depends on the page cache)
+        parts = status_bytes(proc.pid, "VmHWM", "RssAnon", "RssFile")
+        peak = parts["VmHWM"]
         out["tensorflow_in_process"] = has_tensorflow_mapped(proc.pid)
         out["threads"] = p.num_threads()
         t_term = time.monotonic()
