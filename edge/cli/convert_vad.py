@@ -29,14 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_audio(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
+    from dsrter.edge.tools.checkout import shared_data_dir
     from dsrter.train.speech_data import read_audio
 
     if args.check:
         return [(f, read_audio(Path(f))) for f in args.check]
     clips: list[tuple[str, np.ndarray]] = [("noise", np.random.default_rng(0).normal(0, 0.1, 5 * 16000).astype(np.float32))]
-    data = Path("../shared/data")
-    for pattern in ("ravdess/Actor_2*/*.flac", "emodb/wav/*.wav"):
-        clips += [(str(f), read_audio(f)) for f in sorted(data.glob(pattern))[::40][:6]]
+    data = shared_data_dir()  # $DSRTER_SHARED_DATA, else ../shared/data beside the checkout
+    if data is not None:
+        for pattern in ("ravdess/Actor_2*/*.flac", "emodb/wav/*.wav"):
+            clips += [(str(f), read_audio(f)) for f in sorted(data.glob(pattern))[::40][:6]]
     return clips
 
 

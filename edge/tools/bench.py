@@ -57,7 +57,7 @@ from dsrter.edge.sources.base import Frame
 from dsrter.edge.sources.media_file import MediaFileSource
 from dsrter.edge.streams.events import EventBus
 from dsrter.edge.resources import shipped_root
-from dsrter.edge.tools.checkout import checkout_dir
+from dsrter.edge.tools.checkout import checkout_dir, shared_av_samples
 from dsrter.edge.tools.local_broker import BrokerError, LocalBroker
 from dsrter.edge.tools.peer_pipeline import FerPeer, PeerUnavailable
 
@@ -120,16 +120,6 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 # ------------------------------------------------------------------------------------------------
 # frames: a clip (or four of them as a 2x2 mosaic), decoded as the loop asks
-
-
-def shared_av_samples() -> Optional[Path]:
-    """$DSRTER_SHARED_DATA/av-samples, else ../shared/data/av-samples beside the checkout; None if absent."""
-    repo = checkout_dir()
-    base = os.environ.get("DSRTER_SHARED_DATA") or (repo.parent / "shared" / "data" if repo else None)
-    if base is None:
-        return None
-    p = Path(base) / "av-samples"
-    return p if (p / "manifest.csv").is_file() else None
 
 
 def sample_face_image() -> Optional[np.ndarray]:

@@ -10,6 +10,7 @@ the package). Only ``dsrter bench`` looks beside the code of a checkout: for sta
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
@@ -33,3 +34,20 @@ def checkout_dir() -> Optional[Path]:
         return None
     path = Path(unquote(url.path))
     return path if path.is_dir() else None
+
+
+def shared_data_dir(*parts: str) -> Optional[Path]:
+    """A folder of the shared datasets: ``$DSRTER_SHARED_DATA/PARTS``, else ``../shared/data/PARTS``
+    beside the checkout; None when neither is there."""
+    repo = checkout_dir()
+    base = os.environ.get("DSRTER_SHARED_DATA") or (repo.parent / "shared" / "data" if repo else None)
+    if base is None:
+        return None
+    p = Path(base).joinpath(*parts)
+    return p if p.is_dir() else None
+
+
+def shared_av_samples() -> Optional[Path]:
+    """The shared labelled clips (``av-samples`` with its ``manifest.csv``); None if absent."""
+    p = shared_data_dir("av-samples")
+    return p if p is not None and (p / "manifest.csv").is_file() else None

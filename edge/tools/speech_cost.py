@@ -16,7 +16,6 @@ the runtime computed it before. Exit 2 when the clips or the model are missing.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -30,14 +29,7 @@ from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.infer.model_io import ModelError
 from dsrter.edge.infer.speech_classifier import SpeechClassifier
 from dsrter.edge.resources import shipped_model
-from dsrter.edge.tools.checkout import checkout_dir
-
-
-def av_samples_dir() -> Path | None:
-    repo = checkout_dir()
-    base = os.environ.get("DSRTER_SHARED_DATA") or (repo.parent / "shared" / "data" if repo else None)
-    p = Path(base) / "av-samples" if base else None
-    return p if p is not None and (p / "manifest.csv").is_file() else None
+from dsrter.edge.tools.checkout import shared_av_samples
 
 
 def speech_windows(folder: Path, clips: int, window: int, hop: int) -> list[np.ndarray]:
@@ -79,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=6, help="av-samples clips to cut windows from (default 6)")
     p.add_argument("--repeat", type=int, default=3, help="passes over the windows (default 3)")
     args = p.parse_args(argv)
-    folder = av_samples_dir()
+    folder = shared_av_samples()
     if folder is None:
         print("speech_cost: av-samples not found (set DSRTER_SHARED_DATA or put ../shared/data beside the checkout)", file=sys.stderr)
         return 2
