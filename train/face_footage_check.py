@@ -85,10 +85,10 @@ def check(clip: Path, detector, classifier, annotation: dict) -> list[FaceResult
         dets = detector.detect(image, t)
         faces = fr["faces"]
         hit = match([f["box"] for f in faces], dets)
-        crops = [classifier.crop(image, dets[i].box) for i in hit if i is not None]
-        crops += [classifier.crop(image, tuple(f["box"])) for f in faces]
+        found_boxes = [dets[i].box for i in hit if i is not None]
+        crops = [classifier.crop(image, b) for b in found_boxes + [tuple(f["box"]) for f in faces]]
         labels = [LABELS[int(k)] for k in np.argmax(classifier.predict(np.stack(crops)), axis=1)]
-        found, marked = iter(labels[: len(labels) - len(faces)]), labels[len(labels) - len(faces) :]
+        found, marked = iter(labels[: len(found_boxes)]), labels[len(found_boxes) :]
         for f, i, at_mark in zip(faces, hit, marked):
             label = next(found) if i is not None else None
             results.append(FaceResult(t, tuple(f["box"]), bool(f["smiling"]), i is not None, label, at_mark))

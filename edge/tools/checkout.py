@@ -2,9 +2,10 @@
 own metadata (PEP 610 ``direct_url.json``), not from where a source file happens to sit.
 
 The runtime never needs it, nor do the shipped files (:mod:`dsrter.edge.resources` finds those in
-the package). Only ``dsrter bench`` looks beside the code of a checkout: for stand-in models made by
-``tests/model_factory.py`` and for the shared sample videos next to the repository
-(``$DSRTER_SHARED_DATA`` names them too).
+the package). Only development tools look beside the code of a checkout: ``dsrter bench`` for
+stand-in models made by ``tests/model_factory.py``; ``dsrter bench``, ``speech_cost`` and
+``dsrter convert vad`` for the shared datasets next to the repository (``$DSRTER_SHARED_DATA``
+names them too).
 """
 
 from __future__ import annotations
