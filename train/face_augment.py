@@ -63,3 +63,20 @@ def augment_faces(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) 
     fill = u(0, 1).view(n, 1, 1, 1).expand_as(x)
     x = torch.where(box.unsqueeze(1), fill, x)
     return x.clamp(0, 1)
+
+
+def turn_faces(x: torch.Tensor, gen: torch.Generator, share: float, max_pull: float = 0.3) -> torch.Tensor:
+    """A perspective warp as of a head turned sideways, on ``share`` of the faces (NCHW in [0, 1]).
+
+    A flat picture turned about its vertical axis: the far side shrinks (by up to ``max_pull``) and
+    the whole face narrows. FER-2013 is mostly frontal; a living-room camera sees three-quarter faces.
+    This is a 2-D approximation (no self-occlusion of a real head).
+    """
+    n, _, h, w = x.shape
+    pull = (torch.rand(n, generator=gen) * 2 - 1) * max_pull
+    pull = torch.where(torch.rand(n, generator=gen) < share, pull, torch.zeros(n))
+    narrow = 1 - 0.5 * pull.abs()
+    gy, gx = torch.meshgrid(torch.linspace(-1 + 1 / h, 1 - 1 / h, h), torch.linspace(-1 + 1 / w, 1 - 1 / w, w), indexing="ij")
+    depth = 1 - pull.view(n, 1, 1) * gx
+    grid = torch.stack([gx / (depth * narrow.view(n, 1, 1)), gy / depth], -1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

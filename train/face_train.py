@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from dsrter.edge.infer.face_classifier import equalise
 from dsrter.edge.labels import NUM_CLASSES
-from dsrter.train.face_augment import augment_faces
+from dsrter.train.face_augment import augment_faces, turn_faces
 from dsrter.train.face_corruptions import corrupt_batch
 from dsrter.train.face_import import unfold_batchnorm
 from dsrter.train.face_model import FaceNetSpec, HybridFaceNet, count_params
@@ -51,6 +51,7 @@ class FaceTrainConfig:
     ferplus: bool = False  # train on FER+ vote distributions, select on PublicTest FER+ majority labels
     corrupt_p: float = 0.0  # share of faces given living-room camera corruptions (face_corruptions)
     equalize: bool = False  # histogram-equalise every face after the corruptions, as the device does (card input.equalize)
+    turn_p: float = 0.0  # share of faces warped as if turned sideways (face_augment.turn_faces)
     spec: FaceNetSpec = field(default_factory=FaceNetSpec)
 
 
@@ -156,8 +157,10 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     # (checkpoints written before these were stored take them from the command line)
     ferplus = bool(state.get("ferplus", cfg.ferplus)) if state else cfg.ferplus
     corrupt_p = float(state.get("corrupt_p", cfg.corrupt_p)) if state else cfg.corrupt_p
-    if state and (ferplus, corrupt_p) != (cfg.ferplus, cfg.corrupt_p):
-        log.info("resuming with the run's own targets and corruptions: ferplus %s, corrupt %.2f", ferplus, corrupt_p)
+    turn_p = float(state.get("turn_p", cfg.turn_p)) if state else cfg.turn_p
+    if state and (ferplus, corrupt_p, turn_p) != (cfg.ferplus, cfg.corrupt_p, cfg.turn_p):
+        log.info("resuming with the run's own targets and corruptions: ferplus %s, corrupt %.2f, turn %.2f",
+                 ferplus, corrupt_p, turn_p)
 
     data = load_fer(cfg.data)
     if ferplus:
@@ -216,8 +219,9 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     total_steps = steps_per_epoch * epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     log.info("model: %d parameters, spec %s", count_params(model), spec.to_dict())
-    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f%s",
-             len(x_tr), len(x_va), epochs, steps_per_epoch, aug, "; faces histogram-equalised" if equalize else "")
+    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f%s%s",
+             len(x_tr), len(x_va), epochs, steps_per_epoch, aug, "; faces histogram-equalised" if equalize else "",
+             f"; {turn_p:.0%} turned sideways" if turn_p else "")
 
     t_start = time.monotonic()
     epoch_times: list[float] = []
@@ -242,7 +246,10 @@ def train_face(cfg: FaceTrainConfig) -> dict:
                 faces = torch.from_numpy(corrupt_batch(faces.numpy(), corrupt_rng, corrupt_p))
             if equalize:
                 faces = torch.from_numpy(equalise(faces.numpy()))
-            xb = normalise(augment_faces(to_input(faces), gen, aug)).contiguous(memory_format=torch.channels_last)
+            xb = to_input(faces)
+            if turn_p > 0:
+                xb = turn_faces(xb, gen, turn_p)
+            xb = normalise(augment_faces(xb, gen, aug)).contiguous(memory_format=torch.channels_last)
             yb = y_tr_t[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, warmup, cfg.lr)
@@ -287,7 +294,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
                 "spec": spec.to_dict(), "epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
                 "ema": ema.state_dict(), "optimizer": opt.state_dict(), "best": best, "history": history,
                 "generator": gen.get_state(), "augment_strength": aug, "equalize": equalize,
-                "ferplus": ferplus, "corrupt_p": corrupt_p,
+                "ferplus": ferplus, "corrupt_p": corrupt_p, "turn_p": turn_p,
             },
             last_path,
         )

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--equalize", action="store_true",
                    help="histogram-equalise every face (after the corruptions) in training, selection and, through the "
                         "card, on the device (on by itself with --init from an equalised checkpoint)")
+    p.add_argument("--turn", type=float, default=0.0, metavar="P",
+                   help="share of training faces warped as if the head were turned sideways (three-quarter views; "
+                        "a resumed run keeps its own)")
     p.add_argument("--max-train", type=int, default=None, help="use a random subset of the training images (smoke runs)")
 
 
@@ -58,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         data=args.data, out_dir=args.out, epochs=args.epochs or 45, epochs_override=args.epochs is not None, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         threads=args.threads, time_budget_min=args.time_budget, resume=args.resume, max_train=args.max_train, spec=spec,
         augment_strength=args.augment, init=args.init, ferplus=args.ferplus, corrupt_p=args.corrupt,
-        equalize=args.equalize,
+        equalize=args.equalize, turn_p=args.turn,
     )
     try:
         summary = train_face(cfg)
