@@ -127,7 +127,7 @@ FORMAT_CHECKED=(
   tests/test_config_discovery.py edge/infer/smile_api.py edge/infer/resample.py tests/test_smile_api.py tests/test_resample.py
   edge/tools/speech_cost.py tests/test_speech_cost.py
   train/__init__.py edge/cli/train.py edge/cli/eval.py train/face_corruptions.py train/face_crop_calibration.py
-  train/face_model.py train/fer_data.py train/metrics.py
+  train/face_model.py train/fer_data.py train/metrics.py train/face_augment.py train/face_import.py
 )
 
 case "$MODE" in

@@ -74,8 +74,9 @@ class FaceConfig(_Strict):
     verify_per_pass: int = Field(2, ge=0, le=16, description="most second looks per detector pass (the cost bound)")
     detect_every_n_frames: int = Field(3, ge=1, le=30,
                                        description="run the detector on every Nth frame and track in between")
-    detect_tiles: tuple[int, int] = Field(
-        (2, 1), description="[columns, rows] of overlapping tiles searched in turn with the whole frame (small faces); [1, 1] = whole frame only")
+    detect_tiles: Optional[tuple[int, int]] = Field(
+        None, description="[columns, rows] of overlapping tiles searched in turn with the whole frame (small faces); "
+                          "[1, 1] = whole frame only; null = the detector's own ([3, 2] full range, [1, 1] short range)")
     classify_every_n_frames: int = Field(3, ge=1, le=30,
                                          description="classify each track's face every Nth frame (a new track at once); the smoother holds its label in between")
     max_faces: int = Field(8, ge=1, le=64)
@@ -87,8 +88,8 @@ class FaceConfig(_Strict):
 
     @field_validator("detect_tiles")
     @classmethod
-    def _tiles(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if not all(1 <= n <= 4 for n in v):
+    def _tiles(cls, v: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+        if v is not None and not all(1 <= n <= 4 for n in v):
             raise ValueError("columns and rows must each be 1 to 4, e.g. [2, 1]")
         return v
 

@@ -97,7 +97,7 @@ def test_converting_the_shipped_model_again_keeps_its_answers_on_real_faces(tmp_
     from pathlib import Path
 
     from dsrter.convert.face_convert import convert_face
-    from dsrter.train.face_import import import_tflite, save_checkpoint
+    from dsrter.train.face_import import import_tflite, member_count, save_checkpoint
     from dsrter.train.fer_data import PRIVATE_TEST, load_fer
 
     from dsrter.train.fer_data import PUBLIC_TEST, TRAIN
@@ -109,7 +109,9 @@ def test_converting_the_shipped_model_again_keeps_its_answers_on_real_faces(tmp_
     from dsrter.edge.infer.model_io import load_card
 
     eq = load_card(shipped).get("input", {}).get("equalize") == "histogram"  # the device's input, as the card says
-    ckpt = save_checkpoint(import_tflite(shipped), tmp_path / "shipped.pt", {"epoch": 0}, equalize=eq)
+    n = member_count(shipped)  # a file averaging several networks goes back as one checkpoint per member
+    ckpt = [save_checkpoint(import_tflite(shipped, member=k if n > 1 else None), tmp_path / f"shipped{k}.pt",
+                            {"epoch": 0}, equalize=eq) for k in range(n)]
     # real faces, fewer of them (the conversion also scores its data's test splits): the first 400 Training
     # faces (calibration), 200 PublicTest (the converter's mirror figures) and 1000 PrivateTest (compared here)
     fer = load_fer(fer_npz)
@@ -140,7 +142,7 @@ def test_converting_the_shipped_model_again_keeps_its_answers_on_real_faces(tmp_
 @pytest.mark.slow
 def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
     pytest.importorskip("tensorflow")
-    from dsrter.convert.face_convert import convert_face
+    from dsrter.convert.face_convert import convert_face, write_card
 
     data = write_npz(tmp_path / "fer.npz", per_class=10)
     members, ckpts = [], []
@@ -151,6 +153,7 @@ def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
         torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "best": {"epoch": seed + 1, "val_acc": 0.5}}, ckpts[-1])
         members.append(model)
     card = convert_face(ckpts, data, tmp_path / "out", representative_n=50, mirror="off")
+    write_card(card, tmp_path / "out" / "face_emotion.json")
     assert card["inference"]["hflip_average"] is False and card["inference"]["decided_by"] == "--mirror off"
     assert set(card["inference"]["publictest_int8_accuracy"]) == {"plain", "hflip_average", "labels"}  # both still measured, on the labels named
     with pytest.raises(ValueError, match="mirror must be"):
@@ -168,6 +171,19 @@ def test_two_checkpoints_make_one_file_averaging_the_members(tmp_path):
     np.testing.assert_allclose(got, mean, atol=1e-4)
     q = TFLiteModel(tmp_path / "out" / "face_emotion.tflite")
     assert q.inputs[0]["dtype"] == np.int8 and len(q.inputs) == 1 and q.outputs[0]["shape"][-1] == 7
+
+    # each member imports back from the float file (its weights told apart by name); averaged, they are the file
+    from dsrter.train.face_import import import_tflite, max_difference, member_count
+
+    flt_path = tmp_path / "out" / "face_emotion_float.tflite"
+    assert member_count(flt_path) == 2
+    back = [import_tflite(flt_path, member=k) for k in range(2)]
+    assert [b.spec for b in back] == [m.spec for m in members]
+    assert max_difference(back, flt_path) < 1e-5 and max_difference(back[1], flt_path) > 1e-3  # one member is not the file
+    with pytest.raises(ModelError, match="averages 2 networks"):
+        import_tflite(flt_path)
+    with pytest.raises(ModelError, match="no member 2"):
+        import_tflite(flt_path, member=2)
 
 
 @pytest.mark.slow

@@ -163,8 +163,16 @@ def test_no_false_faces_on_the_real_footage_at_its_own_size(full, footage):
         assert any(t == u and iou(box, b) > 0.5 for u, b in extra["whole"]), (t, box)
 
 
-def test_detect_tiles_is_validated():
-    assert parse_config({"face": {"detect_tiles": [3, 2]}}, env={}).face.detect_tiles == (3, 2)
+def test_detect_tiles_is_validated_and_defaults_to_the_detectors_own():
+    from dsrter.edge.infer.models import make_detector
+
+    assert parse_config({"face": {"detect_tiles": [2, 1]}}, env={}).face.detect_tiles == (2, 1)
+    face = parse_config({}, env={}).face
+    assert face.detect_tiles is None
+    short = make_detector(face, REPO / "models" / "face_detection_short_range.tflite")
+    full = make_detector(face, FULL)
+    assert (short.columns, short.rows, full.columns, full.rows) == (1, 1, 3, 2)  # short range: no tiles
+    assert make_detector(face.model_copy(update={"detect_tiles": (2, 1)}), FULL).columns == 2
     for bad in ([0, 1], [2, 9], [2], "two"):
         with pytest.raises(ConfigError, match="face.detect_tiles"):
             parse_config({"face": {"detect_tiles": bad}}, env={})
@@ -215,10 +223,57 @@ def test_second_look_finds_more_small_faces_and_no_more_false_ones(footage, av_s
     n = len(heads) * len(places)
     print(f"\nfound (real 40 px of 20, real as decoded of 20, FER heads 40 px of {n}): before {found['before']}, "
           f"now {found['now']}; detections off the faces: before {off['before']}, now {off['now']}")
-    # measured when written: found before [14, 16, 29], now [16, 17, 43]; off the faces before [1, 3, 0], now [1, 2, 0]
-    assert found["now"][0] >= 15 and found["now"][2] >= 0.7 * n
+    # measured when written (3 x 2 tiles): found before [14, 16, 29], now [18, 17, 49]; off the faces before [1, 3, 0],
+    # now [1, 3, 0] (with 2 x 1 tiles now was [16, 17, 43] and [1, 2, 0]; the third off the real frames is a candle flame)
+    assert found["now"][0] >= 17 and found["now"][2] >= 0.85 * n
     assert all(a >= b for a, b in zip(found["now"], found["before"]))
     assert sum(off["now"]) <= sum(off["before"]) and off["now"][2] == 0
+
+
+def test_tile_grid_shipped_finds_40px_faces_the_two_tiles_miss(av_samples):
+    """A check kept apart from the fixtures the detector settings were tuned on: heads of the FER-2013
+    clips with two faces (and clip18), 40 px high at seven other places on the mirrored background,
+    as shot and dimmed with sensor noise. The shipped grid (3 x 2 tiles: a 40 px face is about 28 px
+    at the model's input, its smallest anchor) against the earlier 2 x 1 (about 16 px)."""
+    from dsrter.edge.infer.models import make_detector
+
+    face = parse_config({}, env={}).face
+    assert face.detect_tiles is None and make_detector(face, FULL).columns * make_detector(face, FULL).rows == 6
+    full = FaceDetector(FULL)
+    heads = []
+    for clip in sorted(av_samples.glob("clip1[4-8]_*.mp4")):
+        frame = first_frame(clip)
+        for d in full.detect(frame):
+            x, y, w, h = map(int, d.box)
+            m = int(0.6 * w)
+            heads.append(cv2.resize(frame[max(0, y - m): y + h + m // 2, max(0, x - m): x + w + m], None,
+                                    fx=40 / h, fy=40 / h, interpolation=cv2.INTER_AREA))
+    assert len(heads) >= 8
+    background = cv2.flip(cv2.resize(first_frame(av_samples / "clip19_face-none_speech-angry.mp4"), (640, 480)), 1)
+    places = [(30, 30), (250, 60), (500, 40), (100, 250), (380, 220), (530, 300), (250, 380)]
+    rng = np.random.default_rng(5)
+    found = {"3x2": 0, "2x1": 0}
+    off = {"3x2": 0, "2x1": 0}
+    for head in heads:
+        hh, hw = head.shape[:2]
+        canvas = background.copy()
+        for px, py in places:
+            canvas[py:py + hh, px:px + hw] = head
+        dim = np.clip(canvas * 0.55 + rng.normal(0, 4, canvas.shape), 0, 255).astype(np.uint8)
+        for image in (canvas, dim):
+            for name in found:
+                det = make_detector(face, FULL) if name == "3x2" else make_detector(face.model_copy(update={"detect_tiles": (2, 1)}), FULL)
+                dets = all_passes(det, image)
+                inside = [[px < d.box[0] + d.box[2] / 2 < px + hw and py < d.box[1] + d.box[3] / 2 < py + hh
+                           for px, py in places] for d in dets]
+                found[name] += sum(any(row[j] for row in inside) for j in range(len(places)))
+                off[name] += sum(not any(row) for row in inside)
+    n = 2 * len(heads) * len(places)
+    print(f"\nheld-out 40 px heads (plain and dim, {n}): found 3x2 tiles {found['3x2']}, 2x1 tiles {found['2x1']}; "
+          f"detections off the heads {off}")
+    # measured when written: 3x2 112 of 112, 2x1 59 of 112; none off the heads
+    assert found["3x2"] >= 0.95 * n and found["3x2"] >= found["2x1"] + 0.3 * n
+    assert off["3x2"] == 0
 
 
 def _fer_heads(av_samples: Path) -> tuple[list[np.ndarray], list[tuple[int, int]], np.ndarray]:

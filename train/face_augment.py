@@ -27,9 +27,7 @@ def augment_faces(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) 
     scale = u(1 - 0.15 * s, 1 + 0.15 * s)
     flip = torch.where(coin(0.5), -1.0, 1.0)
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    theta = torch.stack(
-        [torch.stack([cos * flip, -sin, u(-0.1 * s, 0.1 * s)], 1), torch.stack([sin * flip, cos, u(-0.1 * s, 0.1 * s)], 1)], 1
-    )
+    theta = torch.stack([torch.stack([cos * flip, -sin, u(-0.1 * s, 0.1 * s)], 1), torch.stack([sin * flip, cos, u(-0.1 * s, 0.1 * s)], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

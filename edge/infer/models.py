@@ -49,8 +49,9 @@ def _version(path: Path) -> str:
 
 def make_detector(face: FaceConfig, detector_model: Optional[Path] = None, verify_model: Optional[Path] = None,
                   mode: Literal["video", "image"] = "video") -> TiledDetector:
-    """The face detector as ``face`` configures it: tiles and, with ``verify_model``, a second look at
-    detections under ``min_detection_confidence`` (the paths default to the config's)."""
+    """The face detector as ``face`` configures it: tiles (the detector's own unless set) and, with
+    ``verify_model``, a second look at detections under ``min_detection_confidence`` (the paths
+    default to the config's)."""
     verify_model = verify_model or face.verify_model
     verifier = None
     threshold = face.min_detection_confidence
@@ -58,8 +59,9 @@ def make_detector(face: FaceConfig, detector_model: Optional[Path] = None, verif
         verifier = CropVerifier(FaceDetector(verify_model, max_faces=face.max_faces, mode="image"),
                                 max_per_pass=face.verify_per_pass)
         threshold = face.candidate_confidence
-    return TiledDetector(FaceDetector(detector_model or face.detector_model, threshold, face.max_faces, mode=mode),
-                         *face.detect_tiles, verifier=verifier, accept=face.min_detection_confidence)
+    detector = FaceDetector(detector_model or face.detector_model, threshold, face.max_faces, mode=mode)
+    return TiledDetector(detector, *(face.detect_tiles or detector.spec.default_tiles), verifier=verifier,
+                         accept=face.min_detection_confidence)
 
 
 def load_models(cfg: Config, detector_mode: Literal["video", "image"] = "video") -> Models:

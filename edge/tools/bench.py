@@ -737,6 +737,7 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
         "frames": n, "wall_s": round(wall, 3), "fps": round(n / wall, 2) if wall > 0 else None,
         "faces_per_frame": round(statistics.fmean(rows["faces"]), 2) if n else 0.0,
         # what the face stream ran per measured frame (the Raspberry Pi estimate scales the networks by these)
+        "detect_tiles": [det.columns, det.rows],
         "detector_invokes_per_frame": round((det.invokes - invokes0) / n, 4) if n else None,
         "verify_invokes_per_frame": round((det.verify_invokes - verify0) / n, 4) if n else None,
         "faces_classified_per_frame": round(classified / n, 4) if n else None,
@@ -1070,7 +1071,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda s: No
                               "its CPU); counts of MACs, faces and frames are not"],
         "settings": {"frame_size": list(SIZE), "frames": opts.frames, "warmup": opts.warmup,
                      "detect_every_n_frames": cfg.face.detect_every_n_frames, "face_threads": cfg.face.threads,
-                     "detect_tiles": list(cfg.face.detect_tiles), "classify_every_n_frames": cfg.face.classify_every_n_frames,
+                     "detect_tiles": list(cfg.face.detect_tiles) if cfg.face.detect_tiles else "the detector's own (runs.*.detect_tiles)",
+                     "classify_every_n_frames": cfg.face.classify_every_n_frames,
                      "mirror_average": cfg.face.mirror_average,
                      "publish_policy_for_bench": "heartbeat 0.1 s, max 10 msgs/s per stream (QoS %d)" % cfg.mqtt.qos},
     }
