@@ -99,7 +99,12 @@ bindm /proc /proc && bindm /dev /dev && bindm /sys /sys || { say "bind mounts fa
 cp /etc/resolv.conf "$R/etc/resolv.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 rm -rf "$R/opt/dsrter" "$R/out" && mkdir -p "$R/opt/dsrter" "$R/out"
-tar -C "$REPO" --exclude='./.venv*' --exclude=./.git -cf - . | tar -C "$R/opt/dsrter" -xf -
+# the files git tracks or would track (uncommitted edits included; runs/, venvs and caches left out)
+if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  (cd "$REPO" && git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$R/opt/dsrter" -xf -
+else
+  tar -C "$REPO" --exclude='./.venv*' --exclude=./.git --exclude=./runs -cf - . | tar -C "$R/opt/dsrter" -xf -
+fi
 cp "$CLIP" "$R/clip.mp4"
 # config.yaml with every smoother off: labels are the per-classification top classes
 "$PY" - "$R/opt/dsrter/ci-unsmoothed.yaml" <<'PYEOF' || { say "cannot write the unsmoothed config"; exit 1; }

@@ -51,7 +51,8 @@ class MicrophoneConfig(_Strict):
 
 class TrackerConfig(_Strict):
     iou_threshold: float = Field(0.3, ge=0, le=1)
-    max_missed_frames: int = Field(10, ge=0, le=1000)
+    max_missed_frames: int = Field(10, ge=0, le=1000, description="detector runs a track coasts without a detection "
+                                   "(runs that could have seen it; see streams/tracker.py)")
 
 
 class SmoothingConfig(_Strict):

@@ -71,3 +71,20 @@ def test_no_match_between_far_apart_faces():
     (a,) = tr.update([det(0, 0, 50)])
     tracks = tr.update([det(500, 300, 50)])
     assert len(tracks) == 2 and {t.id for t in tracks} == {a.id, a.id + 1}
+
+
+def test_a_face_searched_by_part_of_the_passes_is_dropped_soon_after_it_leaves():
+    """A small face that only one tile's pass (every 12th detector run) can see: runs that did not look
+    there count no miss, so a flaky detection is bridged; once two looks missed it and more than
+    max_missed_frames runs passed since its last detection, it is gone (not after 11 of its tile's visits)."""
+    tr = Tracker(iou_threshold=0.3, max_missed_frames=10)
+    small = det(100, 100, 40)
+    present = set(range(1, 36)) | set(range(37, 49))  # detector runs 1..72; its tile looks on every 12th
+    alive = []
+    for run in range(1, 73):
+        looked = run % 12 == 0
+        tr.update([small] if looked and run in present else [], covered=lambda box, looked=looked: looked)
+        alive.append([t.id for t in tr.tracks])
+    first = alive[11]
+    assert len(first) == 1 and all(a == first for a in alive[11:71])  # one id from run 12, through the miss at 36
+    assert tr.tracks == [] and alive[70] == first  # gone at run 72: 24 runs after its last detection (run 48)

@@ -2,7 +2,11 @@
 
 ``update(detections)`` on frames where the detector ran; ``predict()`` on frames in between
 (constant-velocity motion). A track missed by the detector coasts on its predicted box for up
-to ``max_missed_frames`` detector runs before it is dropped.
+to ``max_missed_frames`` detector runs before it is dropped. A detector that searches part of the
+frame per run says which tracks it could have seen; only those runs count a miss, and a track
+missed by two of them is dropped once ``max_missed_frames`` runs have passed since its last
+detection (a small face searched only by its tile's pass would otherwise coast for that many of
+its tile's visits).
 
 Given the frame, ``update`` also keeps tracks with one person: a scene cut (the whole frame
 changes at once) ends every track, and a detection joins a track only if its crop still looks
@@ -72,7 +76,8 @@ class Track:
     keypoints: tuple[tuple[float, float], ...] = ()
     velocity: tuple[float, float] = (0.0, 0.0)  # centre motion in pixels per frame
     hits: int = 1
-    missed: int = 0  # detector runs in a row without a match
+    missed: int = 0  # detector runs in a row that could have seen the face and did not match it
+    unseen: int = 0  # detector runs of any kind since the last match
     fresh: bool = True  # the box comes from a detection on this very frame
     age: int = 0  # frames since the track was born
     look: Optional[np.ndarray] = field(default=None, repr=False)  # appearance patch of the last detection
@@ -215,15 +220,17 @@ class Tracker:
                 t.box, t.score, t.keypoints = d.box, d.score, d.keypoints
                 t.look = looks[matched[ti]] if looks[matched[ti]] is not None else t.look
                 t.hits += 1
-                t.missed = 0
+                t.missed = t.unseen = 0
                 t.fresh = True
                 keep.append(t)
             else:
                 t.fresh = False
                 t.box = self._predicted(t, 1)
+                t.unseen += 1
                 if covered is None or covered(t.box):
                     t.missed += 1
-                if t.missed <= self.max_missed_frames:
+                gone = t.missed > self.max_missed_frames or (t.missed >= 2 and t.unseen > self.max_missed_frames)
+                if not gone:
                     keep.append(t)
         for di in new:
             d = detections[di]
