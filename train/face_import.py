@@ -40,7 +40,7 @@ def _weighted_ops(tflite_path: Path, member: int | None = None) -> list[tuple[st
         if op["op_name"] not in _WEIGHTED_OPS:
             continue
         _, w_idx, b_idx = op["inputs"][:3]
-        if member is not None and not re.search(rf"(^|/)member{member}_\d+/", names[w_idx]):
+        if member is not None and not re.search(rf"(^|/)member{member}(_\d+)?/", names[w_idx]):
             continue
         weight = model.tensor(w_idx)
         if weight.dtype != np.float32:
