@@ -193,8 +193,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if not args.tflite.is_file():
-            raise ModelError(f"{args.tflite}: model file not found")
         net = import_tflite(args.tflite, member=args.member)  # refuses a missing or out-of-range member
         count = member_count(args.tflite)
         nets = [net if k == args.member else import_tflite(args.tflite, member=k) for k in range(count)] if count > 1 else [net]
