@@ -94,11 +94,7 @@ def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int 
     """Median / p90 milliseconds on one thread: the voice-activity model on one hop of new audio, and
     features + inference of one window."""
     clf = SpeechClassifier(model_path, threads=1)
-    # features are timed on a second classifier: each keeps its own embedding cache, so both see a
-    # window after the previous one, as the stream does (not the same window twice)
-    feats_only = SpeechClassifier(model_path, threads=1)
     clf.predict(audio_windows[0])  # warm up (openSMILE start, XNNPACK set-up)
-    feats_only.features(audio_windows[0])
     vad = clf.make_vad()
     hop = int(clf.hop_s * clf.sample_rate)
     feat, total, gate, cpu = [], [], [], []
@@ -109,7 +105,7 @@ def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int 
             t0 = time.perf_counter()
             vad.update(w, 100.0 * k + hop / clf.sample_rate)
             t1 = time.perf_counter()
-            feats_only.features(w)
+            clf.features(w)
             t2 = time.perf_counter()
             c0 = time.process_time()
             t2b = time.perf_counter()
@@ -177,7 +173,7 @@ def load_members(runs: Sequence[Path]):
                              "ensemble members must be trained on the same data with the same recipe")
     recipe = infos[0]["recipe"]
     lm = keras.Input((recipe["logmel"]["frames"], recipe["logmel"]["n_mels"]), name="logmel")
-    eg = keras.Input((sf_.descriptor_size(recipe),), name="egemaps")
+    eg = keras.Input((recipe["egemaps"]["n"],), name="egemaps")
     outs = []
     for i, m in enumerate(models):
         m.name = f"member{i}"
@@ -247,16 +243,10 @@ def convert_speech(
     if any(np.dtype(d["dtype"]) != np.int8 for d in m_int8.inputs + m_int8.outputs):
         raise RuntimeError("int8 conversion left float input/output tensors")
 
-    # the card names these files, so they travel with the model
-    beside = {VAD_SPEC["model"]: Path(vad_model)}
-    if recipe.get("embedding"):
-        for key in ("model", "melspec_model"):
-            beside[recipe["embedding"][key]] = Path(vad_model).parent / recipe["embedding"][key]
-    for name, source in beside.items():
-        if not (out.parent / name).is_file():
-            import shutil
+    if not (out.parent / VAD_SPEC["model"]).is_file():  # the card names it, so it travels with the model
+        import shutil
 
-            shutil.copy2(source, out.parent / name)
+        shutil.copy2(vad_model, out.parent / VAD_SPEC["model"])
     metrics: dict[str, Any] = {}
     baseline_rows: dict[str, Any] = {}
     agreement_test = None

@@ -194,49 +194,6 @@ def test_speech_worker_states_and_attribution():
     assert [e.speaking for e in got.of(SpeechEvent)] == [False, True, False]
 
 
-class SignalAudio:
-    """A microphone whose newest sample is at ``t``: one fixed noise signal, read like a ring buffer."""
-
-    def __init__(self, seconds: float = 20.0):
-        self.signal = np.random.default_rng(3).uniform(-0.3, 0.3, int(seconds * 16000)).astype(np.float32)
-        self.t = 0.0
-        self.status = None
-        self.overflows = 0
-
-    def latest(self, seconds):
-        end = int(round(self.t * 16000))
-        return self.signal[max(0, end - int(round(seconds * 16000))) : end].copy(), self.t
-
-
-class RecordingSpeechModel(FakeSpeechModel):
-    def __init__(self):
-        super().__init__()
-        self.windows: list[np.ndarray] = []
-
-    def predict(self, audio):
-        self.windows.append(np.asarray(audio).copy())
-        return super().predict(audio)
-
-
-def test_speech_windows_follow_each_other_by_whole_hops_when_the_ticks_jitter():
-    """The worker wakes every 0.25 s give or take the scheduler and the microphone's block size; the
-    windows it classifies still end exactly one hop (8,000 samples) apart, as in training, so the
-    classifier can reuse the audio two windows share."""
-    audio = SignalAudio()
-    model = RecordingSpeechModel()
-    w = SpeechWorker(audio, model, EventBus(), LabelSmoother(0.5, 0.05, 1))
-    jitter = np.random.default_rng(4).integers(0, 700, 40)  # up to ~44 ms late, in samples
-    tick_ends = [32000 + 4000 * k + int(j) for k, j in enumerate(jitter)]
-    for e in tick_ends:
-        audio.t = e / 16000
-        w.step()
-    assert len(model.windows) >= 15
-    first = tick_ends[0]
-    for k, win in enumerate(model.windows):
-        end = first + 8000 * k
-        np.testing.assert_array_equal(win, audio.signal[end - 32000 : end])
-
-
 class StuckSpeechModel(FakeSpeechModel):
     """A classifier that hangs in ``predict`` until the test releases it."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,6 @@ from dsrter.edge.infer import speech_features as sf_
 from test_speech_data import synth_voice
 
 RECIPE = sf_.default_recipe()
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_recipe_shapes():
@@ -96,19 +93,14 @@ def test_check_window_errors():
         sf_.check_window(bad, RECIPE)
 
 
-@pytest.mark.parametrize("embedding", [False, True], ids=["egemaps", "egemaps+embedding"])
-def test_training_and_device_feature_paths_match(tmp_path, embedding):
+def test_training_and_device_feature_paths_match(tmp_path):
     """The same audio file through the training loader and through the device path gives the same
     model inputs: read_audio + clip_features (training) vs to_mono_16k + split_windows +
-    raw_window_features (the daemon's mic/video path), with and without the speech embedding."""
+    raw_window_features (the daemon's mic/video path)."""
     import soundfile
     from scipy.signal import resample_poly
 
-    from dsrter.edge.infer.speech_embedding import SpeechEmbedder, default_spec
     from dsrter.train import speech_data as sd
-
-    recipe = sf_.default_recipe(embedding=default_spec()) if embedding else RECIPE
-    embedder = SpeechEmbedder(REPO / "models", recipe) if embedding else None
 
     x16 = np.concatenate([synth_voice("angry", 2, 3.0), synth_voice("sad", 2, 1.0)])
     x44 = resample_poly(x16, 441, 160).astype(np.float32)
@@ -117,25 +109,24 @@ def test_training_and_device_feature_paths_match(tmp_path, embedding):
     soundfile.write(f, stereo, 44100, subtype="FLOAT")
     # training path
     item = sd.SpeechItem(f.resolve(), "clip.wav", 0, "1", "custom", "train")
-    train_f = sd.item_features(item, recipe, recipe["hop_s"], cache_dir=tmp_path / "cache")
-    cached = sd.item_features(item, recipe, recipe["hop_s"], cache_dir=tmp_path / "cache")
+    train_f = sd.item_features(item, RECIPE, RECIPE["hop_s"], cache_dir=tmp_path / "cache")
+    cached = sd.item_features(item, RECIPE, RECIPE["hop_s"], cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(cached.logmel, train_f.logmel)
     # device path (the daemon gets (frames, channels) float blocks at the device rate)
     raw, sr = soundfile.read(f, dtype="float32", always_2d=True)
     mono = sf_.to_mono_16k(raw, sr)
-    wins = sf_.split_windows(mono, recipe["window_samples"], int(recipe["hop_s"] * 16000))
+    wins = sf_.split_windows(mono, RECIPE["window_samples"], int(RECIPE["hop_s"] * 16000))
     assert len(wins) == len(train_f.starts)
-    stats = sf_.fit_stats(train_f.logmel, train_f.egemaps, recipe)
+    stats = sf_.fit_stats(train_f.logmel, train_f.egemaps, RECIPE)
     for i, (start, w) in enumerate(wins):
         assert start == train_f.starts[i]
-        assert sf_.is_speech(w, recipe) == bool(train_f.speech[i])
-        lm, eg = sf_.raw_window_features(w, recipe, embedder)
+        assert sf_.is_speech(w, RECIPE) == bool(train_f.speech[i])
+        lm, eg = sf_.raw_window_features(w, RECIPE)
         np.testing.assert_array_equal(lm, train_f.logmel[i])
         if train_f.speech[i]:
-            assert eg.shape == (sf_.descriptor_size(recipe),) == (88 + 192 if embedding else 88,)
             np.testing.assert_array_equal(eg, train_f.egemaps[i])
-            a = sf_.normalise_features(lm, eg, recipe, stats)
-            b = sf_.normalise_features(train_f.logmel[i], train_f.egemaps[i], recipe, stats)
+            a = sf_.normalise_features(lm, eg, RECIPE, stats)
+            b = sf_.normalise_features(train_f.logmel[i], train_f.egemaps[i], RECIPE, stats)
             np.testing.assert_array_equal(a[0], b[0])
             np.testing.assert_array_equal(a[1], b[1])
 

@@ -26,15 +26,12 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from dsrter.edge.infer import speech_features as sf_
-from dsrter.edge.infer.speech_embedding import SpeechEmbedder, default_spec
-from dsrter.edge.resources import shipped_model
 from dsrter.edge.labels import LABELS, label_index
 
 log = logging.getLogger(__name__)
@@ -67,7 +64,6 @@ class WindowSettings:
     n_mels: int = 64
     window_cmn: bool = False
     vad_threshold_dbfs: float = -50.0
-    speech_embedding: bool = False  # append the pooled pretrained speech embedding to eGeMAPS
 
     def window_settings(self) -> dict[str, Any]:
         """These fields alone, to hand to another config."""
@@ -76,8 +72,7 @@ class WindowSettings:
     def feature_recipe(self) -> dict[str, Any]:
         """The feature recipe these settings define (stored in the model card)."""
         return sf_.default_recipe(window_s=self.window_s, hop_s=self.hop_s, n_mels=self.n_mels,
-                                  window_cmn=self.window_cmn, vad_threshold_dbfs=self.vad_threshold_dbfs,
-                                  embedding=default_spec() if self.speech_embedding else None)
+                                  window_cmn=self.window_cmn, vad_threshold_dbfs=self.vad_threshold_dbfs)
 
 
 class SpeechDataError(ValueError):
@@ -436,8 +431,6 @@ def recipe_key(recipe: dict[str, Any]) -> str:
     """Hash of the recipe parts that change the raw (un-normalised) features."""
     keep = {k: recipe[k] for k in ("sample_rate", "window_s", "window_samples", "logmel", "egemaps", "vad", "level")
             if k in recipe}
-    if recipe.get("embedding"):  # its chunks follow the device hop
-        keep.update(embedding=recipe["embedding"], hop_s=recipe["hop_s"])
     return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -448,7 +441,7 @@ class ClipFeatures:
     starts: np.ndarray  # (W,) int64 start samples
     speech: np.ndarray  # (W,) bool, passed the energy gate
     logmel: np.ndarray  # (W, T, M) float32
-    egemaps: np.ndarray  # (W, D) float32 descriptors: eGeMAPS (+ embedding); zeros for non-speech windows but the fallback
+    egemaps: np.ndarray  # (W, 88) float32 (zeros for non-speech windows, except the fallback)
     fallback: int  # index of the loudest window when no window is speech, else -1
 
 
@@ -462,31 +455,16 @@ def clip_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> Cl
     # window normalised on its own, as on the device.
     gated = sf_.split_windows(sf_.normalise_level(np.asarray(audio, np.float32), recipe), win, hop)
     speech = np.array([sf_.is_speech(w, recipe) for _, w in gated], dtype=bool)
-    embedder = shipped_embedder(json.dumps(recipe, sort_keys=True)) if recipe.get("embedding") else None
-    raw = wins
     wins = [(s, sf_.normalise_level(w, recipe)) for s, w in wins]
     fallback = -1
     if not speech.any():
         fallback = int(np.argmax([np.mean(np.square(w, dtype=np.float64)) for _, w in wins]))
     lm = np.stack([sf_.log_mel(w, recipe) for _, w in wins])
-    eg = np.zeros((len(wins), sf_.descriptor_size(recipe)), np.float32)
-    n_eg = int(recipe["egemaps"]["n"])
+    eg = np.zeros((len(wins), recipe["egemaps"]["n"]), np.float32)
     for i, (_, w) in enumerate(wins):
         if speech[i] or i == fallback:
-            eg[i, :n_eg] = sf_.egemaps(w, recipe["sample_rate"])
-            if embedder is not None:
-                eg[i, n_eg:] = embedder(raw[i][1])
+            eg[i] = sf_.egemaps(w, recipe["sample_rate"])
     return ClipFeatures(np.array([s for s, _ in wins], np.int64), speech, lm, eg, fallback)
-
-
-@lru_cache(maxsize=2)
-def shipped_embedder(recipe_json: str) -> SpeechEmbedder:
-    """The speech embedding of a recipe, on the shipped model files (one per process and recipe)."""
-    recipe = json.loads(recipe_json)
-    found = shipped_model(Path(recipe["embedding"]["model"]))
-    if found is None:
-        raise SpeechDataError(f"speech embedding model {recipe['embedding']['model']} not found in the shipped models")
-    return SpeechEmbedder(found.parent, recipe)
 
 
 def apply_level(audio: np.ndarray, level: str) -> np.ndarray:

@@ -381,8 +381,7 @@ class BaselineModel:
             workers: int = 1, seed: int = 0) -> "BaselineModel":
         train_ws = build_windows(train_items, recipe, recipe["hop_s"], cache_dir=cache_dir, workers=workers,
                                  progress=len(train_items) > 200)
-        return cls(fit_logreg(train_ws.egemaps[:, : recipe["egemaps"]["n"]], train_ws.labels, seed))
+        return cls(fit_logreg(train_ws.egemaps, train_ws.labels, seed))
 
     def reports(self, eval_ws: WindowSet) -> dict[str, Any]:
-        """The baseline on eGeMAPS alone (the descriptors' first columns, without any embedding)."""
-        return window_and_clip_reports(logreg_probs(self.clf, eval_ws.egemaps[:, : self.clf.n_features_in_]), eval_ws)
+        return window_and_clip_reports(logreg_probs(self.clf, eval_ws.egemaps), eval_ws)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,11 +56,9 @@ class TFLiteModel:
     """One interpreter; float inputs are quantised and int8 outputs dequantised as the file says.
 
     ``delegates=False`` leaves out XNNPACK, which repacks weights so they can no longer be read
-    (for code that reads the graph's constant tensors, such as the face importer). ``input_shapes``
-    sets the inputs' shapes before the first allocation (for a file saved with placeholder sizes)."""
+    (for code that reads the graph's constant tensors, such as the face importer)."""
 
-    def __init__(self, model_path: str | Path, threads: int = 1, delegates: bool = True,
-                 input_shapes: Sequence[tuple[int, ...]] | None = None):
+    def __init__(self, model_path: str | Path, threads: int = 1, delegates: bool = True):
         p = Path(model_path)
         if not p.is_file():
             raise ModelError(f"{p}: model file not found")
@@ -69,8 +67,6 @@ class TFLiteModel:
             raise ModelError(f"{p}: not a TFLite flatbuffer (missing TFL3 identifier; file corrupt or truncated?)")
         try:
             self._interp = make_interpreter(data, threads, delegates)
-            for d, shape in zip(self._interp.get_input_details(), input_shapes or ()):
-                self._interp.resize_tensor_input(d["index"], shape)
             self._interp.allocate_tensors()
         except Exception as exc:
             raise ModelError(f"{p}: LiteRT cannot load this model ({exc})") from None

@@ -24,7 +24,6 @@ from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel, load_card
 from dsrter.edge.infer.smile_api import SmileUnavailable
-from dsrter.edge.infer.speech_embedding import SpeechEmbedder
 from dsrter.edge.infer.voice_activity import EnergyVad, SileroVad, VoiceDetector
 
 _REQUIRED = ("recipe", "normalisation")
@@ -69,7 +68,7 @@ class SpeechClassifier:
             self.hop_s = float(self.recipe["hop_s"])
             frames = int(self.recipe["logmel"]["frames"])
             n_mels = int(self.recipe["logmel"]["n_mels"])
-            n_eg = sf_.descriptor_size(self.recipe)
+            n_eg = int(self.recipe["egemaps"]["n"])
             self.vad_threshold = float(self.recipe["vad"]["threshold_dbfs"] if vad_threshold is None else vad_threshold)
             for key, n in (("logmel_mean", n_mels), ("logmel_std", n_mels), ("egemaps_mean", n_eg), ("egemaps_std", n_eg)):
                 if len(self.stats[key]) != n:
@@ -88,8 +87,6 @@ class SpeechClassifier:
         if not self.temperature > 0:
             raise ModelError(f"{model_path.with_suffix('.json')}: calibration temperature must be > 0")
         self.model = TFLiteModel(model_path, threads=threads)
-        # the pretrained speech embedding (recipes that have one), its files beside the model
-        self.embedder = SpeechEmbedder(model_path.parent, self.recipe, threads) if self.recipe.get("embedding") else None
         try:
             self._i_lm = self.model.input_index("logmel")
             self._i_eg = self.model.input_index("egemaps")
@@ -140,9 +137,8 @@ class SpeechClassifier:
                          lookback_s=float(self.vad_spec.get("lookback_s", 0.125)))
 
     def features(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised model inputs ``(log-mel (frames, n_mels), descriptors)`` of one window: eGeMAPS (88,),
-        followed by the pooled speech embedding when the card's recipe has one."""
-        lm, eg = sf_.raw_window_features(audio, self.recipe, self.embedder)
+        """Normalised model inputs ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one window."""
+        lm, eg = sf_.raw_window_features(audio, self.recipe)
         return sf_.normalise_features(lm, eg, self.recipe, self.stats)
 
     def predict(self, audio: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import sys as _sys
 import threading
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +61,7 @@ RECIPE_TEXT = (
     "capped at max_gain_db; a window whose loudest frame is below floor_dbfs is left as it is. Then, "
     "when the level has dither_dbfs, white Gaussian noise of that RMS level is added (the first window_samples "
     "values of numpy.random.default_rng(dither_seed).standard_normal, the same in every window), so the "
-    "quantisation noise of a quiet input and a studio's digital silence look alike. Embedding (when the recipe "
-    "has 'embedding'): the raw window (before the level stage) is cut into chunks of chunk_samples starting every "
-    "hop_s * 16000 / chunks_per_hop samples (rounded); each chunk gets the level stage on its own, is scaled to "
-    "16-bit sample values (x 32767), goes through the melspec_model (output in dB, then / 10 + 2) and the "
-    "embedding model (dims values); the chunks' embeddings are pooled as listed in pool (mean, then standard "
-    "deviation) and appended to the eGeMAPS vector before the z-score, so the 'egemaps' input holds both."
+    "quantisation noise of a quiet input and a studio's digital silence look alike."
 )
 
 
@@ -79,7 +74,6 @@ def default_recipe(
     vad_min_active_s: float = 0.25,
     level_target_dbfs: float | None = -26.0,
     level_dither_dbfs: float | None = -60.0,
-    embedding: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The feature recipe: every constant the device needs to reproduce the training inputs."""
     win_length, hop_length = 400, 160
@@ -109,14 +103,7 @@ def default_recipe(
         **({} if level_target_dbfs is None else {"level": {
             "target_dbfs": float(level_target_dbfs), "active_range_db": 30.0, "floor_dbfs": -90.0, "floor_selects": False, "max_gain_db": 60.0,
             **({} if level_dither_dbfs is None else {"dither_dbfs": float(level_dither_dbfs), "dither_seed": 0})}}),
-        **({} if embedding is None else {"embedding": dict(embedding)}),
     }
-
-
-def descriptor_size(recipe: dict[str, Any]) -> int:
-    """Length of the window's vector input: eGeMAPS, plus the pooled embedding when the recipe has one."""
-    emb = recipe.get("embedding")
-    return int(recipe["egemaps"]["n"]) + (int(emb["dims"]) * len(emb["pool"]) if emb else 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,19 +352,10 @@ def _dither(n: int, seed: int) -> np.ndarray:
     return d
 
 
-def raw_window_features(
-    audio: np.ndarray, recipe: dict[str, Any], embedder: Callable[[np.ndarray], np.ndarray] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Un-normalised ``(log-mel (frames, n_mels), descriptors)`` of one window: log-mel and eGeMAPS of the
-    level-normalised window, then (recipes with an ``embedding``) ``embedder`` of the raw window appended."""
-    raw = check_window(audio, recipe)
-    x = normalise_level(raw, recipe)
-    vec = egemaps(x, recipe["sample_rate"])
-    if recipe.get("embedding"):
-        if embedder is None:
-            raise ValueError("this speech recipe has an embedding: pass its SpeechEmbedder")
-        vec = np.concatenate([vec, embedder(raw)]).astype(np.float32)
-    return log_mel(x, recipe), vec
+def raw_window_features(audio: np.ndarray, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Un-normalised ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one checked, level-normalised window."""
+    x = normalise_level(check_window(audio, recipe), recipe)
+    return log_mel(x, recipe), egemaps(x, recipe["sample_rate"])
 
 
 def normalise_features(

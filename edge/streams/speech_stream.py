@@ -1,9 +1,8 @@
 """The speech stream on its own thread: newest audio -> voice activity -> classifier -> smoothing -> event.
 
 Every tick (``VAD_TICK_S``, or the hop if shorter) it takes the newest ``window_s`` of audio from an
-AudioSource and asks the voice-activity detector about its newest part; while someone speaks, a
-window is classified every ``hop_s``, each ending exactly one hop after the one before while the
-audio keeps up (consecutive windows then share whole hops of samples). Silence is a state, not a gap: a
+AudioSource and asks the voice-activity detector about its newest part; while someone speaks, the
+newest window is classified every ``hop_s``. Silence is a state, not a gap: a
 ``SpeechEvent(speaking=False, label=None)`` is published as soon as speech ends. The frame loop
 never waits for it; it reads :attr:`SpeechWorker.latest` (a lock-free reference swap).
 """
@@ -77,7 +76,6 @@ class SpeechAnalyser:
         n = int(round(self.model.window_s * self.model.sample_rate))
         if audio.size < self.vad.lookback_s * self.model.sample_rate:
             return None
-        held = audio  # may reach further back than one window (see _aligned)
         if audio.size > n:
             audio = audio[-n:]
         start_t = end_t - audio.size / self.model.sample_rate
@@ -95,8 +93,6 @@ class SpeechAnalyser:
         elif prev is not None and prev.speaking and end_t - prev.window[1] < self.hop_s - 1e-6:
             return None
         else:
-            audio, w_end = self._aligned(held, end_t, prev, n)
-            start_t = w_end - audio.size / self.model.sample_rate
             if audio.size < n:  # the first window of a stream or a short clip: lead with silence
                 audio = np.concatenate([np.zeros(n - audio.size, np.float32), audio])
             probs = np.asarray(self.model.predict(audio), np.float32).reshape(-1)
@@ -104,22 +100,10 @@ class SpeechAnalyser:
             label = LABELS[sm.index]
             track_id, how = attribution
             ev = SpeechEvent(timestamp=ts, speaking=True, scores=sm.scores, label=label, confidence=sm.confidence,
-                             window=(start_t, w_end), changed=prev is None or prev.label != label,
+                             window=(start_t, end_t), changed=prev is None or prev.label != label,
                              track_id=track_id, attribution=how)
         self._last = ev
         return ev
-
-    def _aligned(self, held: np.ndarray, end_t: float, prev: Optional[SpeechEvent], n: int) -> tuple[np.ndarray, float]:
-        """The window to classify and its end time: while speech goes on, the one ending exactly one hop
-        after the last classified window (when ``held`` still has it), so windows overlap by whole hops
-        as in training and the classifier can reuse what they share; else the newest ``n`` samples."""
-        sr = self.model.sample_rate
-        if prev is not None and prev.speaking:
-            due = prev.window[1] + self.hop_s
-            lag = int(round((end_t - due) * sr))
-            if 0 <= lag < self.hop_s * sr and held.size >= n + lag:
-                return held[held.size - lag - n : held.size - lag], due
-        return held[-n:], end_t
 
 
 class SpeechWorker:
@@ -145,8 +129,7 @@ class SpeechWorker:
 
     def step(self) -> Optional[SpeechEvent]:
         """Analyse the newest window once; publishes and returns the event (None: no new audio)."""
-        # one hop more than a window, so the analyser can classify the window one hop after the last
-        audio, end_t = self.source.latest(self.model.window_s + self.analyser.hop_s)
+        audio, end_t = self.source.latest(self.model.window_s)
         if audio is None or end_t is None or np.size(audio) == 0 or end_t == self._last_end:
             return None
         self._last_end = end_t

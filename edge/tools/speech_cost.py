@@ -28,7 +28,6 @@ from dsrter.edge.infer import smile_api
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.infer.model_io import ModelError
 from dsrter.edge.infer.speech_classifier import SpeechClassifier
-from dsrter.edge.infer.speech_embedding import SpeechEmbedder
 from dsrter.edge.resources import shipped_model
 from dsrter.edge.tools.checkout import shared_av_samples
 
@@ -108,9 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("eGeMAPS, opensmile package process_signal (before)", levelled, lambda w: ref.process_signal(w, 16000)))
     except ImportError:
         pass
-    if clf.embedder is not None:  # its own instance, so the stages below start with an empty cache too
-        embedder = SpeechEmbedder(model.parent, recipe, threads=1)
-        rows.append(("speech embedding (new chunks only; the window before shares the rest)", windows, embedder))
     rows += [
         ("features (all of the above as the runtime runs them)", windows, clf.features),
         ("features + inference + calibration (SpeechClassifier.predict)", windows, clf.predict),
