@@ -51,6 +51,19 @@ def test_analyze_out_that_is_a_file_is_refused_and_left_alone(tmp_path: Path):
     assert out.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("kind", ["missing", "folder", "pipe"])
+def test_analyze_names_why_its_input_is_not_a_file(tmp_path: Path, kind: str):
+    """A typo, a folder or a named pipe (analyze opens its input several times: probe, frames, audio)."""
+    clip = tmp_path / "clip.mp4"
+    if kind == "folder":
+        clip.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(clip)
+    why = {"missing": "no such file", "folder": "is a folder", "pipe": "not a regular file"}[kind]
+    one_clear_line(dsrter("analyze", str(clip), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=60), str(clip), why)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind", ["missing", "text"])
 def test_run_with_an_unplayable_camera_file_stops_at_once(tmp_path: Path, kind: str):
     name = "typo.mp4"

@@ -39,7 +39,10 @@ def main(args: argparse.Namespace) -> int:
         setup_logging(cfg.logging.level)
     log = logging.getLogger("dsrter.analyze")
     if not args.clip.is_file():
-        print(f"dsrter analyze: {args.clip}: no such file", file=sys.stderr)
+        why = ("is a folder, not a media file" if args.clip.is_dir() else
+               "is not a regular file (a pipe or a device): analyze reads the file more than once, so save the "
+               "stream to a file first" if args.clip.exists() else "no such file")
+        print(f"dsrter analyze: {args.clip}: {why}", file=sys.stderr)
         return 2
     if args.out.exists() and not args.out.is_dir():
         print(f"dsrter analyze: --out {args.out}: exists and is not a folder", file=sys.stderr)
