@@ -128,6 +128,7 @@ FORMAT_CHECKED=(
   edge/tools/speech_cost.py tests/test_speech_cost.py
   train/__init__.py edge/cli/train.py edge/cli/eval.py train/face_corruptions.py train/face_crop_calibration.py
   train/face_model.py train/fer_data.py train/metrics.py train/face_augment.py train/face_import.py
+  train/speaker_teacher.py tests/test_speaker_teacher.py
 )
 
 case "$MODE" in

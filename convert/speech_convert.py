@@ -362,7 +362,8 @@ def build_card(info, recipe, stats, m_int8: TFLiteModel, out: Path, float_out: P
         embedding = {
             "used": True,
             "teacher": f"{t['model_type']} ({t['hidden_size']}-d, {t['num_hidden_layers']} layers, layer={t['layer']}), "
-                       f"checkpoint folder {t['folder_name']!r}",
+                       f"checkpoint {t.get('folder_name') or t.get('file_name')!r}",
+            "distill_command": student.get("command") or None,
             "student_dim": student["embed_dim"],
             "distillation_metrics": student["metrics"],
         }

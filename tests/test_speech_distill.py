@@ -41,6 +41,25 @@ def test_teacher_embeddings_shape_and_layers(tmp_path):
         Teacher(tmp_path)
 
 
+def test_the_teacher_sees_the_windows_training_keeps(tmp_path, ravdess_dir):
+    """A quiet recording (35 dB under RAVDESS's level): the energy gate runs after the level stage, so
+    the teacher must get the same windows as the features (it used to get only the loudest one, and
+    distillation stopped on the count mismatch)."""
+    import soundfile
+
+    from dsrter.edge.infer.speech_features import default_recipe
+    from dsrter.train import speech_data as sd
+    from dsrter.train.distill import speech_windows
+
+    recipe = default_recipe()
+    quiet = sd.read_audio(ravdess_dir / "Actor_02" / "03-01-05-02-01-01-02.flac") * np.float32(10 ** (-35 / 20))
+    soundfile.write(tmp_path / "quiet.wav", quiet, 16000, subtype="PCM_16")
+    item = sd.SpeechItem((tmp_path / "quiet.wav").resolve(), "quiet.wav", 0, "2", "custom", "train")
+    kept = sd.build_windows([item], recipe, 0.5)
+    wins = speech_windows(item, recipe, 0.5)
+    assert len(kept) >= 3 and len(wins) == len(kept)
+
+
 @pytest.mark.slow
 def test_distill_then_speech_model_end_to_end(tmp_path):
     teacher = make_tiny_teacher(tmp_path / "teacher")

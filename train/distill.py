@@ -1,8 +1,10 @@
-"""Distil a self-supervised speech model (Wav2Vec2 / HuBERT / WavLM) into a small log-mel student.
+"""Distil a pretrained speech model into a small log-mel student.
 
-The teacher is a local Hugging Face checkpoint folder (``config.json`` + weights; nothing is
-downloaded).  For every clean speech window of the training split it gives one utterance embedding:
-the time-average of its hidden states, averaged over all transformer layers (``layer="mean"``, the
+The teacher is a local Hugging Face checkpoint folder (Wav2Vec2 / HuBERT / WavLM: ``config.json`` +
+weights; a hub id is fetched where the hub can be reached) or a GE2E speaker encoder's ``.pt`` file
+(:mod:`dsrter.train.speaker_teacher`, e.g. the one in the ``resemblyzer`` wheel). For every clean
+speech window of the training split it gives one utterance embedding: for a Hugging Face encoder the
+time-average of its hidden states, averaged over all transformer layers (``layer="mean"``, the
 usual choice for paralinguistics) or taken from one layer.  The embeddings are reduced with PCA
 (fitted on the training windows, whitened) to ``embed_dim`` dimensions, and a small Keras 1D-CNN on
 the device's normalised log-mel window learns to reproduce them (mean squared error).  The student
@@ -23,7 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from dsrter.edge.infer import speech_features as sf_
-from dsrter.train.speech_data import SpeechItem, WindowSettings, build_windows, read_audio, recipe_key
+from dsrter.train.speaker_teacher import SpeakerTeacher
+from dsrter.train.speech_data import (SpeechItem, WindowSettings, build_windows, read_audio, recipe_key,
+                                      speech_windows_of)
 from dsrter.train.speech_prep import load_corpora, normalise_set, set_threads, spec_augment, split_items
 
 log = logging.getLogger(__name__)
@@ -137,17 +141,22 @@ class Teacher:
         return np.concatenate(out) if out else np.zeros((0, self.hidden_size), np.float32)
 
 
+def make_teacher(name: str | Path, layer: str = "mean", threads: int = 1) -> "Teacher | SpeakerTeacher":
+    """A speaker encoder for a ``.pt`` file, else a Hugging Face speech encoder (folder or hub id)."""
+    if str(name).endswith(".pt"):
+        return SpeakerTeacher(name, threads)
+    return Teacher(name, layer, threads)
+
+
 def speech_windows(item: SpeechItem, recipe: dict[str, Any], hop_s: float) -> np.ndarray:
-    """The window audio that build_windows keeps for this clip (speech windows, else the loudest)."""
+    """The raw audio of the windows that build_windows keeps for this clip (speech windows, else the loudest)."""
     audio = read_audio(item.path)
     wins = sf_.split_windows(audio, recipe["window_samples"], int(round(hop_s * recipe["sample_rate"])))
-    keep = [sf_.is_speech(w, recipe) for _, w in wins]
-    if not any(keep):
-        keep[int(np.argmax([np.mean(np.square(w, dtype=np.float64)) for _, w in wins]))] = True
-    return np.stack([w for (_, w), k in zip(wins, keep) if k])
+    speech, fallback = speech_windows_of(audio, recipe, hop_s)
+    return np.stack([w for i, (_, w) in enumerate(wins) if speech[i] or i == fallback])
 
 
-def teacher_targets(teacher: Teacher, items: Sequence[SpeechItem], recipe: dict[str, Any], hop_s: float,
+def teacher_targets(teacher: "Teacher | SpeakerTeacher", items: Sequence[SpeechItem], recipe: dict[str, Any], hop_s: float,
                     cache_dir: str | None, batch: int) -> np.ndarray:
     """Teacher embeddings of every kept window of ``items`` (cached per clip), in build_windows order."""
     tkey = teacher.key()
@@ -157,7 +166,8 @@ def teacher_targets(teacher: Teacher, items: Sequence[SpeechItem], recipe: dict[
         cf = None
         if cache_dir:
             st = it.path.stat()
-            h = hashlib.sha1(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{recipe_key(recipe)}|{hop_s}|{tkey}".encode())
+            # v2: the windows kept are chosen after the level stage, as build_windows chooses them
+            h = hashlib.sha1(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{recipe_key(recipe)}|{hop_s}|{tkey}|v2".encode())
             cf = Path(cache_dir) / "teacher" / tkey / f"{h.hexdigest()}.npy"
             if cf.is_file():
                 out.append(np.load(cf))
@@ -200,7 +210,7 @@ def distill(cfg: DistillConfig) -> dict[str, Any]:
     t0 = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    teacher = Teacher(cfg.teacher, cfg.layer, cfg.threads)
+    teacher = make_teacher(cfg.teacher, cfg.layer, cfg.threads)
     log.info("teacher %s: %s", cfg.teacher, teacher.describe())
     recipe = cfg.feature_recipe()
     sets = load_corpora(cfg.data)

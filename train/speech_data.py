@@ -445,20 +445,28 @@ class ClipFeatures:
     fallback: int  # index of the loudest window when no window is speech, else -1
 
 
-def clip_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> ClipFeatures:
-    """Windows of a clip at ``hop_s``; eGeMAPS only for speech windows (or the loudest if none)."""
+def speech_windows_of(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> tuple[np.ndarray, int]:
+    """Which windows of a clip at ``hop_s`` count as speech, and the fallback (the loudest window after
+    the level stage, when none does; else -1): the windows training keeps."""
     win = recipe["window_samples"]
     hop = int(round(hop_s * recipe["sample_rate"]))
-    wins = sf_.split_windows(audio, win, hop)
     # The energy gate sees the clip at the recipe's speech level (when it has one), so which windows
-    # count as speech does not depend on the recording's gain; each window's features then see the
-    # window normalised on its own, as on the device.
+    # count as speech does not depend on the recording's gain.
     gated = sf_.split_windows(sf_.normalise_level(np.asarray(audio, np.float32), recipe), win, hop)
     speech = np.array([sf_.is_speech(w, recipe) for _, w in gated], dtype=bool)
-    wins = [(s, sf_.normalise_level(w, recipe)) for s, w in wins]
     fallback = -1
     if not speech.any():
-        fallback = int(np.argmax([np.mean(np.square(w, dtype=np.float64)) for _, w in wins]))
+        levelled = [sf_.normalise_level(w, recipe) for _, w in sf_.split_windows(audio, win, hop)]
+        fallback = int(np.argmax([np.mean(np.square(w, dtype=np.float64)) for w in levelled]))
+    return speech, fallback
+
+
+def clip_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> ClipFeatures:
+    """Windows of a clip at ``hop_s``; eGeMAPS only for speech windows (or the loudest if none)."""
+    speech, fallback = speech_windows_of(audio, recipe, hop_s)
+    # each window's features see the window normalised on its own, as on the device
+    wins = [(s, sf_.normalise_level(w, recipe))
+            for s, w in sf_.split_windows(audio, recipe["window_samples"], int(round(hop_s * recipe["sample_rate"])))]
     lm = np.stack([sf_.log_mel(w, recipe) for _, w in wins])
     eg = np.zeros((len(wins), recipe["egemaps"]["n"]), np.float32)
     for i, (_, w) in enumerate(wins):

@@ -1,23 +1,26 @@
-"""``dsrter train distill``: Wav2Vec2 / HuBERT / WavLM teacher -> small log-mel student for the device."""
+"""``dsrter train distill``: a pretrained speech encoder (Wav2Vec2 / HuBERT / WavLM, or a GE2E speaker encoder)
+-> small log-mel student for the device."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-HELP = "distil a local Wav2Vec2/HuBERT/WavLM checkpoint into a small log-mel student for the speech model"
+HELP = "distil a Wav2Vec2/HuBERT/WavLM checkpoint or a GE2E speaker encoder into a small log-mel student"
 DESCRIPTION = (
     "Extract the teacher's utterance embeddings for every clean training window, reduce them with PCA and train a "
     "small Keras 1D-CNN on the device's log-mel features to reproduce them. Writes OUT/student.keras + "
     "OUT/student.json; use it with `dsrter train speech --student OUT` (or pass --teacher to train speech directly). "
     "--teacher is a local folder with config.json and the weights, or a hub id that is downloaded where the hub "
-    "can be reached (a clear error says so where it cannot)."
+    "can be reached (a clear error says so where it cannot), or a GE2E speaker encoder's .pt file (the "
+    "resemblyzer wheel's resemblyzer/pretrained.pt)."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", required=True, metavar="DIR",
-                   help="local Hugging Face checkpoint folder, or a hub id (e.g. facebook/wav2vec2-base) where the hub can be reached")
+    p.add_argument("--teacher", required=True, metavar="DIR|FILE.pt",
+                   help="local Hugging Face checkpoint folder, a hub id (e.g. facebook/wav2vec2-base) where the hub can be "
+                        "reached, or a GE2E speaker encoder's .pt file")
     p.add_argument("--data", action="append", required=True, metavar="PATH",
                    help="dataset folder or manifest (repeat to combine corpora); its training split is used")
     p.add_argument("--out", default="runs/speech/student", help="output folder")

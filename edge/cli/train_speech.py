@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-hop", type=float, default=0.5, help="hop of the clean training windows (s)")
     p.add_argument("--n-mels", type=int, default=64)
     p.add_argument("--select", choices=["val", "last"], default="val", help="keep the best validation epoch or the last")
-    p.add_argument("--teacher", default=None, metavar="DIR",
-                   help="local HF Wav2Vec2/HuBERT/WavLM checkpoint folder: distil it first (into OUT/student) and train "
-                        "with the student branch")
+    p.add_argument("--teacher", default=None, metavar="DIR|FILE.pt",
+                   help="HF Wav2Vec2/HuBERT/WavLM checkpoint folder (or hub id) or a GE2E speaker encoder's .pt file: "
+                        "distil it first (into OUT/student) and train with the student branch")
     p.add_argument("--teacher-layer", default="mean", help="teacher hidden state: mean (over layers), last, or an index")
     p.add_argument("--student", default=None, metavar="DIR", help="an existing `dsrter train distill` output folder")
     p.add_argument("--embed-dim", type=int, default=64, help="student embedding size (PCA dims of the teacher)")
