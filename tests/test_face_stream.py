@@ -324,7 +324,7 @@ def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop
         time.sleep(0.02)
     worker.stop()
     recorder.stop()
-    sink.stop()
+    sink.stop(timeout=60)  # not stuck any more, but a loaded machine may take its time to write
     os.close(filler)
     stop.set()
     reading.join(10)

@@ -80,3 +80,44 @@ def test_zero_backups_starts_the_file_again_and_disabled_does_nothing(tmp_path):
     bus.publish(face(1))
     off.stop()
     assert not (tmp_path / "off.jsonl").exists()
+
+
+def test_a_writer_still_blocked_at_stop_loses_nothing_once_it_gets_through(tmp_path):
+    """The events file is a pipe nobody reads when the daemon stops (as a stalled SD card): stop() gives
+    up waiting after its timeout, and the writer, once the pipe is read again, writes every record it
+    counted and closes the file itself. (stop used to flush and close the file from the stopping thread:
+    it hung there on the full pipe, and a writer that got through later reopened the file and kept its
+    last records in a buffer nobody flushed.)"""
+    import os
+    import time
+
+    from test_face_stream import _fill_pipe
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    prefill = _fill_pipe(filler)
+    bus = EventBus()
+    sink = JsonlSink(EventsFileConfig(enabled=True, path=fifo), bus, device="pipe")
+    sink.start()
+    for k in range(30):
+        bus.publish(face(k + 1, "happy"))
+    sink.stop(timeout=0.5)  # the writer is blocked on the full pipe
+    drained = bytearray()
+    deadline = time.monotonic() + 30
+    os.close(filler)
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(reader, 65536)
+        except BlockingIOError:  # the writer still has the pipe open
+            time.sleep(0.01)
+            continue
+        if not chunk:  # every writer closed it: end of file
+            break
+        drained.extend(chunk)
+    os.close(reader)
+    lines = bytes(drained[prefill:]).decode().splitlines()
+    assert sink.written > 0 and len(lines) == sink.written
+    assert sink.written + sink.dropped == 30
+    assert all(json.loads(line)["kind"] == "face" for line in lines)

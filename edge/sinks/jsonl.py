@@ -84,8 +84,10 @@ class JsonlSink:
         except queue.Full:  # pragma: no cover - writer wedged
             log.warning("events file: writer queue full at stop")
         self._thread.join(timeout)
+        if self._thread.is_alive():  # the writer owns the file: closing it here would lose what it buffers next
+            log.warning("events file: the writer is still blocked after %.0f s; it closes %s when it gets through",
+                        timeout, self.path)
         self._thread = None
-        self._close()
         if self.dropped:
             log.warning("events file: %d event(s) dropped because the writer fell behind", self.dropped)
 
@@ -133,6 +135,7 @@ class JsonlSink:
                     self._write(item)
                 except OSError:
                     self.dropped += 1
+        self._close()
 
     def _write(self, line: str) -> None:
         data = line.encode("utf-8")
