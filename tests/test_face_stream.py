@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,16 +222,21 @@ class CountRecords:
         pass
 
 
-def _fill_pipe(fd: int) -> int:
-    """Write into a non-blocking pipe until the kernel buffer is full; bytes written."""
+def full_fifo(folder: Path) -> tuple[Path, int, int, int]:
+    """A named pipe whose kernel buffer is full and which nobody reads yet, as a stalled events file:
+    (path, non-blocking reader fd, non-blocking filler fd, bytes of filler written)."""
+    fifo = folder / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     n = 0
     for size in (65536, 4096, 512, 1):
         while True:
             try:
-                n += os.write(fd, b"#" * size)
+                n += os.write(filler, b"#" * size)
             except BlockingIOError:
                 break
-    return n
+    return fifo, reader, filler, n
 
 
 def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop(models, av_samples, tmp_path, monkeypatch):
@@ -249,11 +255,7 @@ def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop
     det, clf = models
     frames = clip_frames(av_samples, "clip03_face-happy_speech-happy.mp4", 60)
     monkeypatch.setattr(jsonl, "MAX_QUEUE", 8)  # a queue that fills within a few frames
-    fifo = tmp_path / "events.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    prefill = _fill_pipe(filler)
+    fifo, reader, filler, prefill = full_fifo(tmp_path)
 
     bus = EventBus()
     # every event becomes a record (no rate limit to speak of, a heartbeat at every event)

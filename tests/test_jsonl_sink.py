@@ -91,13 +91,9 @@ def test_a_writer_still_blocked_at_stop_loses_nothing_once_it_gets_through(tmp_p
     import os
     import time
 
-    from test_face_stream import _fill_pipe
+    from test_face_stream import full_fifo
 
-    fifo = tmp_path / "events.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    prefill = _fill_pipe(filler)
+    fifo, reader, filler, prefill = full_fifo(tmp_path)
     bus = EventBus()
     sink = JsonlSink(EventsFileConfig(enabled=True, path=fifo), bus, device="pipe")
     sink.start()
