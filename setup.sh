@@ -129,6 +129,7 @@ FORMAT_CHECKED=(
   train/__init__.py edge/cli/train.py edge/cli/eval.py train/face_corruptions.py train/face_crop_calibration.py
   train/face_model.py train/fer_data.py train/metrics.py train/face_augment.py train/face_import.py
   train/speaker_teacher.py tests/test_speaker_teacher.py
+  edge/infer/voice_embedding.py edge/cli/convert_voice.py convert/voice_convert.py train/voice_features.py tests/test_voice_branch.py
 )
 
 case "$MODE" in

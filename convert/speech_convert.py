@@ -90,9 +90,11 @@ def _tensor_specs(m: TFLiteModel) -> tuple[list[dict], list[dict]]:
     return [spec(d) for d in m.inputs], [spec(d) for d in m.outputs]
 
 
-def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 1) -> dict[str, float]:
+def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 1,
+            starts: Sequence[float] | None = None) -> dict[str, float]:
     """Median / p90 milliseconds on one thread: the voice-activity model on one hop of new audio, and
-    features + inference of one window."""
+    features + inference of one window (at stream time ``starts[k]``: consecutive windows of a clip
+    share the voice branch's partials as on the device)."""
     clf = SpeechClassifier(model_path, threads=1)
     clf.predict(audio_windows[0])  # warm up (openSMILE start, XNNPACK set-up)
     vad = clf.make_vad()
@@ -109,7 +111,7 @@ def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int 
             t2 = time.perf_counter()
             c0 = time.process_time()
             t2b = time.perf_counter()
-            clf.predict(w)
+            clf.predict(w, None if starts is None else float(starts[k]))
             t3 = time.perf_counter()
             cpu.append(time.process_time() - c0)
             gate.append(t1 - t0)
@@ -127,7 +129,8 @@ def latency(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int 
                     "cpu = process CPU time of features + inference, less sensitive to the other jobs"}
 
 
-def latency_in_subprocess(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 2) -> dict[str, Any]:
+def latency_in_subprocess(model_path: Path, audio_windows: Sequence[np.ndarray], repeats: int = 2,
+                          starts: Sequence[float] | None = None) -> dict[str, Any]:
     """:func:`latency` in a fresh Python process without TensorFlow, as on the device (TensorFlow's
     thread pools in this process would otherwise be counted in the CPU time)."""
     import os
@@ -138,12 +141,15 @@ def latency_in_subprocess(model_path: Path, audio_windows: Sequence[np.ndarray],
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "windows.npy"
         np.save(wav, np.stack(audio_windows).astype(np.float32))
+        at = Path(tmp) / "starts.json"
+        at.write_text(json.dumps(None if starts is None else [float(s) for s in starts]))
         code = ("import json, sys, numpy as np; from pathlib import Path; "
                 "from dsrter.convert.speech_convert import latency; "
-                "print(json.dumps(latency(Path(sys.argv[1]), list(np.load(sys.argv[2])), int(sys.argv[3]))))")
+                "print(json.dumps(latency(Path(sys.argv[1]), list(np.load(sys.argv[2])), int(sys.argv[3]), "
+                "json.loads(Path(sys.argv[4]).read_text()))))")
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        r = subprocess.run([sys.executable, "-c", code, str(model_path), str(wav), str(repeats)], capture_output=True,
-                           text=True, timeout=600, env=env)
+        r = subprocess.run([sys.executable, "-c", code, str(model_path), str(wav), str(repeats), str(at)],
+                           capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0:
         log.warning("latency measurement failed: %s", r.stderr[-2000:])
         return {"error": r.stderr[-500:]}

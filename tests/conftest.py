@@ -32,6 +32,7 @@ SHIPPED_MODELS = (
     "face_detection_short_range.tflite",
     "face_detection_full_range_sparse.tflite",
     "silero_vad.tflite",
+    "speech_voice.tflite",
 )
 
 

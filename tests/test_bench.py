@@ -111,6 +111,9 @@ def test_pi_estimate_arithmetic():
     # a busy machine: wall times twice the CPU time are halved before scaling
     ours["cpu"]["cpu_ms_per_frame"] = 5.0
     assert pi_estimate(ours, macs, 5.0)["pi4"]["stages_ms"]["decode"] == pytest.approx(5.0)
+    # speech timed in another run (the one that classified windows): its figures, scaled by its own CPU time
+    other = {**ours, "cpu": {"cpu_ms_per_frame": 10.0}, "speech": {"features_ms": s(30.0), "classify_ms": s(3.5)}}
+    assert pi_estimate(ours, macs, 5.0, speech_run=other)["pi4"]["speech_window"] == {"features_ms": 150.0, "classify_ms": 15.0}
 
 
 def test_pi_estimate_uses_the_counted_runs_not_one_per_frame():

@@ -170,7 +170,7 @@ class FakeSpeechModel:
     def is_speech(self, audio):
         return float(np.abs(audio).max()) > 0.01
 
-    def predict(self, audio):
+    def predict(self, audio, start_s=None):
         time.sleep(self.slow_s)
         p = np.full(7, 0.05, np.float32)
         p[0] = 0.7
@@ -203,7 +203,7 @@ class StuckSpeechModel(FakeSpeechModel):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def predict(self, audio):
+    def predict(self, audio, start_s=None):
         self.entered.set()
         self.release.wait(120)  # never longer than the test
         return super().predict(audio)

@@ -435,7 +435,7 @@ def test_damaged_models_give_a_clear_error_naming_the_file(tmp_path, face_model,
 SHIPPED_DAMAGE_MODELS = {
     "face_detection_full_range_sparse.tflite": "detector", "face_detection_short_range.tflite": "detector",
     "face_emotion.tflite": "face", "face_emotion_float.tflite": "face",
-    "speech_emotion.tflite": "speech", "silero_vad.tflite": "vad",
+    "speech_emotion.tflite": "speech", "silero_vad.tflite": "vad", "speech_voice.tflite": "voice",
 }
 DAMAGES = ["cut-1/8", "cut-1/2", "cut-tail16", "flip@0", "flip@0.02", "flip@0.25", "flip@0.5", "flip@0.75", "flip@0.98"]
 
@@ -454,7 +454,7 @@ def _damaged_runner_config(tmp: Path, name: str, how: str) -> tuple[Path, Path]:
     folder.mkdir()
     role = SHIPPED_DAMAGE_MODELS[name]
     for f in ("face_emotion.json", "speech_emotion.json", "speech_emotion.tflite", "silero_vad.tflite",
-              "face_emotion.tflite", "face_detection_short_range.tflite"):
+              "speech_voice.tflite", "face_emotion.tflite", "face_detection_short_range.tflite"):
         (folder / f).write_bytes((models / f).read_bytes())
     (folder / name).write_bytes(_damage((models / name).read_bytes(), how))
     face = {"enabled": role in ("detector", "face"), "model": str(folder / "face_emotion.tflite"),
@@ -463,7 +463,7 @@ def _damaged_runner_config(tmp: Path, name: str, how: str) -> tuple[Path, Path]:
         face["model"] = str(folder / name)
     elif role == "detector":
         face["detector_model"] = str(folder / name)
-    cfg = {"face": face, "speech": {"enabled": role in ("speech", "vad"), "model": str(folder / "speech_emotion.tflite")},
+    cfg = {"face": face, "speech": {"enabled": role in ("speech", "vad", "voice"), "model": str(folder / "speech_emotion.tflite")},
            "mqtt": {"enabled": False}}
     path = tmp / "config.json"
     path.write_text(json.dumps(cfg))

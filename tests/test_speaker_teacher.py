@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dsrter.edge.infer.speech_features  # noqa: F401  (openSMILE before TensorFlow)
+from dsrter.edge.infer import voice_embedding as ve
 from dsrter.train import speaker_teacher as st
 from test_speech_data import synth_voice
 
@@ -30,16 +31,16 @@ def make_tiny_encoder(path: Path, hidden: int = 16, out: int = 8) -> Path:
 
 
 def test_slaney_mel_scale_and_unit_area_filters():
-    assert float(st._hz_to_mel(np.array(1000.0))) == pytest.approx(15.0)
+    assert float(ve._hz_to_mel(np.array(1000.0))) == pytest.approx(15.0)
     f = np.array([100.0, 700.0, 1000.0, 3000.0, 7900.0])
-    np.testing.assert_allclose(st._mel_to_hz(st._hz_to_mel(f)), f, rtol=1e-9)
-    fb = st.slaney_filterbank()
-    assert fb.shape == (st.N_MELS, st.N_FFT // 2 + 1)
-    area = fb.sum(axis=1) * (st.SAMPLE_RATE / st.N_FFT)  # each triangle integrates to about 1 over Hz
+    np.testing.assert_allclose(ve._mel_to_hz(ve._hz_to_mel(f)), f, rtol=1e-9)
+    fb = ve.slaney_filterbank()
+    assert fb.shape == (ve.N_MELS, ve.N_FFT // 2 + 1)
+    area = fb.sum(axis=1) * (ve.SAMPLE_RATE / ve.N_FFT)  # each triangle integrates to about 1 over Hz
     assert np.all(np.abs(area[5:] - 1.0) < 0.05)
     tone = np.sin(2 * np.pi * 2000.0 * np.arange(16000) / 16000)
-    band = st.mel_power(tone, fb).mean(axis=0).argmax()
-    centres = st._mel_to_hz(np.linspace(0.0, float(st._hz_to_mel(np.array(8000.0))), st.N_MELS + 2))[1:-1]
+    band = ve.mel_power(tone, fb).mean(axis=0).argmax()
+    centres = ve._mel_to_hz(np.linspace(0.0, float(ve._hz_to_mel(np.array(8000.0))), ve.N_MELS + 2))[1:-1]
     assert abs(centres[band] - 2000.0) < 150.0
 
 
@@ -65,6 +66,11 @@ def test_a_pt_file_makes_a_speaker_teacher_and_bad_files_say_why(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt: not a speaker-encoder checkpoint"):
         make_teacher(tmp_path / "junk.pt")
+    import torch
+
+    torch.save({"model_state": {"linear.weight": torch.zeros(2, 2)}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other.pt: not a GE2E speaker encoder \(no lstm.weight_ih_l0"):
+        make_teacher(tmp_path / "other.pt")  # a torch file of something else: one line, not a KeyError
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ class Angry:
     def is_speech(self, audio):
         return True
 
-    def predict(self, audio):
+    def predict(self, audio, start_s=None):
         p = np.full(7, 0.05, np.float32)
         p[0] = 0.7
         return p

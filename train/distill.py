@@ -26,8 +26,8 @@ import numpy as np
 
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.train.speaker_teacher import SpeakerTeacher
-from dsrter.train.speech_data import (SpeechItem, WindowSettings, build_windows, read_audio, recipe_key,
-                                      speech_windows_of)
+from dsrter.train.speech_data import (SpeechItem, WindowSettings, build_windows, cached_array, clip_cache_file,
+                                      read_audio, recipe_key, speech_windows_of)
 from dsrter.train.speech_prep import load_corpora, normalise_set, set_threads, spec_augment, split_items
 
 log = logging.getLogger(__name__)
@@ -163,20 +163,9 @@ def teacher_targets(teacher: "Teacher | SpeakerTeacher", items: Sequence[SpeechI
     out = []
     t0 = time.time()
     for n, it in enumerate(items):
-        cf = None
-        if cache_dir:
-            st = it.path.stat()
-            # v2: the windows kept are chosen after the level stage, as build_windows chooses them
-            h = hashlib.sha1(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{recipe_key(recipe)}|{hop_s}|{tkey}|v2".encode())
-            cf = Path(cache_dir) / "teacher" / tkey / f"{h.hexdigest()}.npy"
-            if cf.is_file():
-                out.append(np.load(cf))
-                continue
-        e = teacher.embed(speech_windows(it, recipe, hop_s), batch)
-        if cf is not None:
-            cf.parent.mkdir(parents=True, exist_ok=True)
-            np.save(cf, e)
-        out.append(e)
+        # v2: the windows kept are chosen after the level stage, as build_windows chooses them
+        cf = clip_cache_file(cache_dir, f"teacher/{tkey}", it, f"{recipe_key(recipe)}|{hop_s}|{tkey}|v2")
+        out.append(cached_array(cf, lambda it=it: teacher.embed(speech_windows(it, recipe, hop_s), batch)))
         if (n + 1) % 100 == 0:
             log.info("teacher embeddings: %d/%d clips (%.0f s)", n + 1, len(items), time.time() - t0)
     return np.concatenate(out)

@@ -17,42 +17,28 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-N_FFT, HOP, N_MELS = 400, 160, 40
+from dsrter.edge.infer.voice_embedding import LEVEL_DBFS, N_MELS, at_level, mel_power, slaney_filterbank
+
 PARTIAL_FRAMES = 160
-LEVEL_DBFS = -30.0
+_REQUIRED = ("lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0", "linear.weight", "linear.bias")
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    f = np.asarray(f, np.float64)
-    log_step = np.log(6.4) / 27.0
-    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / log_step, f * 3.0 / 200.0)
+def load_encoder_state(weights: str | Path) -> dict[str, Any]:
+    """The encoder's tensors from a GE2E ``.pt`` file (a dict with ``model_state``, as resemblyzer
+    saves it); FileNotFoundError / ValueError with a one-line reason otherwise."""
+    import torch
 
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, np.float64)
-    log_step = np.log(6.4) / 27.0
-    return np.where(m >= 15.0, 1000.0 * np.exp(log_step * (m - 15.0)), m * 200.0 / 3.0)
-
-
-def slaney_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangles on Slaney's mel scale, each scaled to unit area (2 / bandwidth)."""
-    bins = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(sample_rate / 2.0)), n_mels + 2))
-    lower = (bins[None, :] - edges[:-2, None]) / np.diff(edges)[:-1, None]
-    upper = (edges[2:, None] - bins[None, :]) / np.diff(edges)[1:, None]
-    tri = np.maximum(0.0, np.minimum(lower, upper))
-    return tri * (2.0 / (edges[2:] - edges[:-2]))[:, None]
-
-
-def mel_power(x: np.ndarray, fbank: np.ndarray) -> np.ndarray:
-    """(frames, n_mels) mel power of a centred STFT (zero padding, periodic Hann window)."""
-    x = np.pad(np.asarray(x, np.float64), N_FFT // 2)
-    n = 1 + (len(x) - N_FFT) // HOP
-    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP][:n]
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
-    return (np.abs(np.fft.rfft(frames * window, N_FFT)) ** 2) @ fbank.T
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: speaker-encoder weights not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+    except Exception as exc:
+        raise ValueError(f"{path}: not a speaker-encoder checkpoint ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a GE2E speaker encoder (no {', '.join(missing)})")
+    return state
 
 
 class SpeakerTeacher:
@@ -64,12 +50,7 @@ class SpeakerTeacher:
         from torch import nn
 
         self.path = Path(weights)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: speaker-encoder weights not found")
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)["model_state"]
-        except Exception as exc:
-            raise ValueError(f"{self.path}: not a speaker-encoder checkpoint ({type(exc).__name__}: {exc})") from None
+        state = load_encoder_state(self.path)
         torch.set_num_threads(threads)
         hidden = int(state["lstm.weight_hh_l0"].shape[1])
         layers = sum(1 for k in state if k.startswith("lstm.weight_ih_l"))
@@ -99,11 +80,7 @@ class SpeakerTeacher:
         }
 
     def _partials(self, window: np.ndarray) -> np.ndarray:
-        x = np.asarray(window, np.float64)
-        rms = float(np.sqrt(np.mean(x**2)))
-        if rms > 1e-9:
-            x = x * (10.0 ** (LEVEL_DBFS / 20.0) / rms)
-        mel = mel_power(x, self.fbank).astype(np.float32)
+        mel = mel_power(at_level(window), self.fbank).astype(np.float32)
         if len(mel) < PARTIAL_FRAMES:
             mel = np.pad(mel, ((0, PARTIAL_FRAMES - len(mel)), (0, 0)))
         return np.stack([mel[:PARTIAL_FRAMES], mel[len(mel) - PARTIAL_FRAMES :]])

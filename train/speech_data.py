@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -530,6 +530,28 @@ def item_features(
                  fallback=np.int64(feats.fallback))
         os.replace(tmp, cf)
     return feats
+
+
+def clip_cache_file(cache_dir: str | Path | None, folder: str, item: SpeechItem, key: str) -> Path | None:
+    """``cache_dir/folder/<hash>.npy`` for one clip (its path, size and mtime) and ``key``; None without a cache."""
+    if not cache_dir:
+        return None
+    st = item.path.stat()
+    h = hashlib.sha1(f"{item.path}|{st.st_size}|{st.st_mtime_ns}|{key}".encode()).hexdigest()
+    return Path(cache_dir) / folder / f"{h}.npy"
+
+
+def cached_array(cache_file: Path | None, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, kept in ``cache_file`` (.npy, written atomically) and read from it when present."""
+    if cache_file is not None and cache_file.is_file():
+        return np.load(cache_file)
+    value = compute()
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, value)
+        os.replace(tmp, cache_file)
+    return value
 
 
 def clip_egemaps(item: SpeechItem, cache_dir: str | Path | None = None) -> np.ndarray:

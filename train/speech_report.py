@@ -17,6 +17,7 @@ from dsrter.edge.infer.speech_classifier import temperature_scale
 from dsrter.train.speech_data import SpeechItem, WindowSet, build_windows
 from dsrter.train.speech_prep import normalise_set
 from dsrter.train.speech_train import per_speaker, tflite_window_probs, window_and_clip_reports
+from dsrter.train.voice_features import fused_window_probs
 
 DEFAULT_LEVELS = ("0", "-10", "-20", "-30", "peak")
 
@@ -44,13 +45,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 def window_probs(model_path: str | Path, items: Sequence[SpeechItem], cache: str | None, workers: int = 1,
                  threads: int = 1, level: str = "") -> tuple[WindowSet, np.ndarray]:
-    """The windows of ``items`` (re-recorded at ``level``) and the model's raw window probabilities."""
+    """The windows of ``items`` (re-recorded at ``level``) and the model's raw window probabilities (fused
+    with the card's voice branch when it has one, as the device fuses them)."""
     card = load_card(model_path)
     recipe, stats = card["recipe"], card["normalisation"]
     ws = build_windows(items, recipe, recipe["hop_s"], cache_dir=cache, workers=workers,
                        progress=len(items) > 200, level=level)
     lm, eg = normalise_set(ws, recipe, stats)
-    return ws, tflite_window_probs(TFLiteModel(model_path, threads=threads), lm, eg)
+    main = tflite_window_probs(TFLiteModel(model_path, threads=threads), lm, eg)
+    return ws, fused_window_probs(model_path, main, items, level, cache)
 
 
 def split_report(ws: WindowSet, raw: np.ndarray, temperature: float) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``dsrter convert face|speech|vad``."""
+"""``dsrter convert face|speech|vad|voice``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ TARGETS = {
     "face": "dsrter.edge.cli.convert_face",
     "speech": "dsrter.edge.cli.convert_speech",
     "vad": "dsrter.edge.cli.convert_vad",
+    "voice": "dsrter.edge.cli.convert_voice",
 }
 
 

@@ -24,6 +24,7 @@ from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel, load_card
 from dsrter.edge.infer.smile_api import SmileUnavailable
+from dsrter.edge.infer.voice_embedding import VoiceEmbedder, VoiceHead, fuse
 from dsrter.edge.infer.voice_activity import EnergyVad, SileroVad, VoiceDetector
 
 _REQUIRED = ("recipe", "normalisation")
@@ -83,6 +84,11 @@ class SpeechClassifier:
             self.vad_spec = {**self.vad_spec, "path": vad_file}
             if vad_probability is not None:
                 self.vad_spec["threshold"] = float(vad_probability)
+        self.voice: VoiceEmbedder | None = None
+        self.voice_head: VoiceHead | None = None
+        self.voice_weight = 0.0
+        if card.get("voice") is not None:
+            self._load_voice(model_path, card["voice"], threads)
         self.temperature = float(card.get("calibration", {}).get("temperature", 1.0))
         if not self.temperature > 0:
             raise ModelError(f"{model_path.with_suffix('.json')}: calibration temperature must be > 0")
@@ -109,6 +115,27 @@ class SpeechClassifier:
             sf_.egemaps_names()
         except SmileUnavailable as exc:
             raise ModelError(f"speech stream: {exc}; or run without speech (speech.enabled: false)") from None
+
+    def _load_voice(self, model_path: Path, spec: Any, threads: int) -> None:
+        """The card's voice branch: encoder file beside the model, head and fusion weight from the card."""
+        where = model_path.with_suffix(".json")
+        if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
+            raise ModelError(f"{where}: 'voice' must name its encoder file ('model')")
+        voice_file = model_path.parent / spec["model"]
+        if not voice_file.is_file():
+            raise ModelError(f"{voice_file}: voice encoder named by {where.name} not found")
+        try:
+            self.voice_weight = float(spec["weight"])
+            partial_s = float(spec.get("partial_s", 1.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{where}: malformed voice section ({exc!r})") from None
+        if not 0.0 <= self.voice_weight <= 1.0:
+            raise ModelError(f"{where}: voice weight {self.voice_weight} outside 0..1")
+        self.voice = VoiceEmbedder(voice_file, partial_s=partial_s, threads=threads)
+        try:
+            self.voice_head = VoiceHead(spec.get("head") or {}, self.voice.dim)
+        except ModelError as exc:
+            raise ModelError(f"{where}: {exc}") from None
 
     @property
     def window_samples(self) -> int:
@@ -141,22 +168,33 @@ class SpeechClassifier:
         lm, eg = sf_.raw_window_features(audio, self.recipe)
         return sf_.normalise_features(lm, eg, self.recipe, self.stats)
 
-    def predict(self, audio: np.ndarray) -> np.ndarray:
-        """Probabilities (7,) in LABELS order for one window of exactly ``window_s * sample_rate`` samples.
-
-        Does not apply the gate: call :meth:`is_speech` first (or use :meth:`classify`).  Raises
-        ValueError for a wrong length, a non-1-D array or NaN/inf samples.
-        """
+    def raw_probs(self, audio: np.ndarray, start_s: float | None = None) -> np.ndarray:
+        """Uncalibrated probabilities (7,): the emotion network's, fused with the voice branch's when
+        the card has one (``start_s``: the window's stream time, which places the branch's partials)."""
         lm, eg = self.features(audio)
         arrays: list[np.ndarray] = [np.empty(0)] * 2
         arrays[self._i_lm] = lm[None]
         arrays[self._i_eg] = eg[None]
-        p = self.model.run(*arrays)[0].reshape(-1).astype(np.float32)
-        p = np.clip(p, 0.0, None)
-        p = temperature_scale(p, self.temperature)  # the card's calibration, fitted on validation
+        p = np.clip(self.model.run(*arrays)[0].reshape(-1).astype(np.float32), 0.0, None)
+        if self.voice is not None and self.voice_head is not None:
+            start = int(round((start_s or 0.0) * self.sample_rate))
+            v = self.voice_head(self.voice.window(np.asarray(audio, np.float32), start))
+            if np.all(np.isfinite(v)):  # (never seen; a numeric fault must not poison the emotion network's answer)
+                p = fuse(p / max(float(p.sum()), 1e-9), v, self.voice_weight)
+        return p
+
+    def predict(self, audio: np.ndarray, start_s: float | None = None) -> np.ndarray:
+        """Probabilities (7,) in LABELS order for one window of exactly ``window_s * sample_rate`` samples
+        starting at stream time ``start_s`` (seconds; windows of one stream share the voice branch's
+        partials through it; None: the window stands alone).
+
+        Does not apply the gate: call :meth:`is_speech` first (or use :meth:`classify`).  Raises
+        ValueError for a wrong length, a non-1-D array or NaN/inf samples.
+        """
+        p = temperature_scale(self.raw_probs(audio, start_s), self.temperature)  # the card's calibration
         s = float(p.sum())
         return p / s if s > 0 else np.full(NUM_CLASSES, 1.0 / NUM_CLASSES, np.float32)
 
-    def classify(self, audio: np.ndarray) -> np.ndarray | None:
+    def classify(self, audio: np.ndarray, start_s: float | None = None) -> np.ndarray | None:
         """:meth:`predict` for speech windows, ``None`` for silence (the gate said no)."""
-        return self.predict(audio) if self.is_speech(audio) else None
+        return self.predict(audio, start_s) if self.is_speech(audio) else None

@@ -37,7 +37,7 @@ class SpeechModel(Protocol):
 
     def is_speech(self, audio: np.ndarray) -> bool: ...
 
-    def predict(self, audio: np.ndarray) -> np.ndarray: ...
+    def predict(self, audio: np.ndarray, start_s: Optional[float] = None) -> np.ndarray: ...
 
 
 def _make_vad(model: SpeechModel) -> VoiceDetector:
@@ -95,7 +95,7 @@ class SpeechAnalyser:
         else:
             if audio.size < n:  # the first window of a stream or a short clip: lead with silence
                 audio = np.concatenate([np.zeros(n - audio.size, np.float32), audio])
-            probs = np.asarray(self.model.predict(audio), np.float32).reshape(-1)
+            probs = np.asarray(self.model.predict(audio, end_t - self.model.window_s), np.float32).reshape(-1)
             sm = self.smoother.update(probs)
             label = LABELS[sm.index]
             track_id, how = attribution
