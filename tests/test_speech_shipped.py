@@ -12,6 +12,7 @@ import pytest
 from dsrter.edge.infer.model_io import TFLiteModel, sha256_file
 from dsrter.train.speech_data import load_dataset
 from dsrter.train.speech_report import gain_sweep, split_report, window_probs
+from dsrter.train.speech_train import window_and_clip_reports
 
 from conftest import REPO
 
@@ -35,6 +36,9 @@ def test_card_describes_the_file():
     m = TFLiteModel(MODEL)
     assert all(d["dtype"].__name__ == "int8" for d in m.inputs + m.outputs)
     assert (MODEL.parent / CARD["vad"]["model"]).is_file()
+    voice = MODEL.parent / CARD["voice"]["model"]  # the voice branch the card was scored with
+    assert sha256_file(voice) == CARD["voice"]["encoder"]["file_sha256"]
+    assert (MODEL.parent / CARD["voice"]["encoder"]["licence"]).read_text().count("Apache License") >= 1
     assert CARD["calibration"]["temperature"] > 0
     assert "level" in CARD["recipe"]  # level-normalised features
 
@@ -51,6 +55,11 @@ def test_test_split_figures_reproduce(corpora, corpus, tmp_path):
     assert rep["per_speaker_clip"] == ref["int8"]["per_speaker_clip"]
     assert rep["ece_window"]["calibrated"] == pytest.approx(ref["ece_window_int8"]["calibrated"], abs=1e-4)
     assert rep["ece_window"]["raw"] == pytest.approx(ref["ece_window_int8"]["raw"], abs=1e-4)
+    # the emotion network alone (the card's figures before the voice branch, which the README compares with)
+    _, alone = window_probs(MODEL, items, str(tmp_path / "cache"), voice=False)
+    r = window_and_clip_reports(alone, ws)
+    for level in ("window", "clip"):
+        assert r[level].confusion.tolist() == ref["int8_without_voice"][level]["confusion_matrix"], level
     # the part of the gain sweep the level-invariance target is judged on: -30 dB and peak-normalised
     sweep = gain_sweep(MODEL, items, str(tmp_path / "cache"), ["-30", "peak"])
     for level in ("-30", "peak"):

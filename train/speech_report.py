@@ -44,16 +44,17 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def window_probs(model_path: str | Path, items: Sequence[SpeechItem], cache: str | None, workers: int = 1,
-                 threads: int = 1, level: str = "") -> tuple[WindowSet, np.ndarray]:
+                 threads: int = 1, level: str = "", voice: bool = True) -> tuple[WindowSet, np.ndarray]:
     """The windows of ``items`` (re-recorded at ``level``) and the model's raw window probabilities (fused
-    with the card's voice branch when it has one, as the device fuses them)."""
+    with the card's voice branch when it has one, as the device fuses them; ``voice=False``: the emotion
+    network alone)."""
     card = load_card(model_path)
     recipe, stats = card["recipe"], card["normalisation"]
     ws = build_windows(items, recipe, recipe["hop_s"], cache_dir=cache, workers=workers,
                        progress=len(items) > 200, level=level)
     lm, eg = normalise_set(ws, recipe, stats)
     main = tflite_window_probs(TFLiteModel(model_path, threads=threads), lm, eg)
-    return ws, fused_window_probs(model_path, main, items, level, cache)
+    return ws, fused_window_probs(model_path, main, items, level, cache) if voice else main
 
 
 def split_report(ws: WindowSet, raw: np.ndarray, temperature: float) -> dict[str, Any]:

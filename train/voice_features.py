@@ -17,8 +17,7 @@ import numpy as np
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.infer.model_io import load_card, sha256_file
 from dsrter.edge.infer.voice_embedding import VoiceEmbedder, VoiceHead, fuse
-from dsrter.train.speech_data import (SpeechItem, apply_level, cached_array, clip_cache_file, read_audio, recipe_key,
-                                      speech_windows_of)
+from dsrter.train.speech_data import SpeechItem, apply_level, cached_array, clip_cache_file, read_audio, recipe_key, speech_windows_of
 
 
 def clip_voice_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float, embedder: VoiceEmbedder) -> np.ndarray:
@@ -38,8 +37,7 @@ def voice_window_features(
     out = []
     for it in items:
         cf = clip_cache_file(cache_dir, f"voice/{key}", it, f"{recipe_key(recipe)}|{hop_s}|{level}")
-        out.append(cached_array(cf, lambda it=it: clip_voice_features(apply_level(read_audio(it.path), level), recipe,
-                                                                         hop_s, embedder)))
+        out.append(cached_array(cf, lambda it=it: clip_voice_features(apply_level(read_audio(it.path), level), recipe, hop_s, embedder)))
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
 
 

@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
     from dsrter.train.nonspeech import NonSpeechError
     from dsrter.train.speech_data import SpeechDataError, load_dataset
     from dsrter.train.speech_report import gain_sweep, split_report, window_probs
-    from dsrter.train.speech_train import BaselineModel
+    from dsrter.train.speech_train import BaselineModel, window_and_clip_reports
 
     log = logging.getLogger(__name__)
     levels = [v.strip() for v in args.gain_db.split(",") if v.strip()]
@@ -122,6 +122,10 @@ def main(args: argparse.Namespace) -> int:
             ws, raw = window_probs(args.model, items, cache, args.workers, args.threads)
             rep = split_report(ws, raw, temperature)
             rows = {Path(args.model).name: {"window": rep["window"].to_dict(), "clip": rep["clip"].to_dict()}}
+            if card.get("voice"):  # what the voice branch adds: the emotion network alone, uncalibrated
+                _, alone = window_probs(args.model, items, cache, args.workers, args.threads, voice=False)
+                r = window_and_clip_reports(alone, ws)
+                rows["without_voice_branch"] = {"window": r["window"].to_dict(), "clip": r["clip"].to_dict()}
             for level in ("window", "clip"):
                 print("\n" + format_report(rep[level], f"== {Path(args.model).name} [{level} level] =="))
                 _plot_confusion(rep[level].confusion, f"{Path(args.model).name} - {level} - {name} {split}",
