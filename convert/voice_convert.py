@@ -25,7 +25,7 @@ import numpy as np
 from dsrter.convert.speech_convert import latency_in_subprocess
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.infer.model_io import TFLiteModel, load_card, sha256_file
-from dsrter.edge.infer.voice_embedding import HOP, N_MELS, SAMPLE_RATE, VoiceEmbedder, at_level, fuse, mel_power, slaney_filterbank
+from dsrter.edge.infer.voice_embedding import HOP, N_MELS, SAMPLE_RATE, VoiceEmbedder, VoiceHead, at_level, fuse, mel_power, slaney_filterbank
 from dsrter.edge.labels import NUM_CLASSES
 from dsrter.train.speaker_teacher import load_encoder_state
 from dsrter.train.speech_data import build_windows, load_dataset, read_audio
@@ -139,12 +139,6 @@ def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float) -> dic
     return {"weights": w.astype(np.float32).round(6).tolist(), "bias": b.astype(np.float32).round(6).tolist()}
 
 
-def _head_probs(head: dict[str, list], x: np.ndarray) -> np.ndarray:
-    z = x @ np.asarray(head["weights"], np.float32) + np.asarray(head["bias"], np.float32)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
 def convert_voice(
     source: str | Path,
     model: str | Path,
@@ -194,6 +188,8 @@ def convert_voice(
         t0 = time.time()
         x = voice_window_features(items, recipe, recipe["hop_s"], embedder, cache_dir=cache_dir)
         log.info("voice features of %d %s windows in %.0f s", len(x), split, time.time() - t0)
+        if len(x) != len(ws):
+            raise RuntimeError(f"voice windows ({len(x)}) and emotion windows ({len(ws)}) of {split} disagree")
         return items, ws, x, corpus_of(items, sets)
 
     tr_items, tr_ws, tr_x, tr_corpus = split_data("train")
@@ -202,19 +198,19 @@ def convert_voice(
     base_score, _ = selection_score(va_main, va_ws, va_corpus)
     weights = sample_weights(tr_ws.labels, tr_corpus[tr_ws.clip])
     grid: list[dict[str, Any]] = []
-    best: tuple[float, float, float, dict] | None = None
+    best: tuple[float, float, float, dict, np.ndarray] | None = None
     for c in C_GRID:
         head = fit_head(tr_x, tr_ws.labels, weights, c)
-        pv = _head_probs(head, va_x)
+        pv = VoiceHead(head, va_x.shape[1])(va_x)
         alone, _ = selection_score(pv, va_ws, va_corpus)
         for w in WEIGHT_GRID:
             score, per = selection_score(fuse(va_main, pv, w), va_ws, va_corpus)
             grid.append({"C": c, "weight": w, "score": round(score, 4), "voice_alone": round(alone, 4), **{k: round(v, 4) for k, v in per.items()}})
             if best is None or score > best[0]:
-                best = (score, c, w, head)
+                best = (score, c, w, head, pv)
     assert best is not None
-    score, c, w, head = best
-    fused_val = fuse(va_main, _head_probs(head, va_x), w)
+    score, c, w, head, pv = best
+    fused_val = fuse(va_main, pv, w)
     temperature = round(fit_temperature(fused_val, va_ws.labels), 4)
     print(
         f"validation selection score: emotion network alone {base_score:.4f}; with the voice branch {score:.4f} "
