@@ -35,17 +35,19 @@ def test_training_steps_lower_the_loss(tmp_path, writer, name):
 def test_train_resume_and_time_budget(tmp_path):
     data = write_csv(tmp_path / "fer2013.csv")
     cfg = FaceTrainConfig(data=str(data), out_dir=str(tmp_path / "run"), epochs=3, batch_size=16, threads=1, spec=SMALL,
-                          corrupt_p=0.3, turn_p=0.4)
+                          corrupt_p=0.3, turn_p=0.4, seed=5)
     cfg.time_budget_min = 0.0  # stop after the first epoch, as a sitting that runs out of time
     first = train_face(cfg)
     assert first["epochs_done"] == 1 and not first["finished"]
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
     # resumed without repeating --corrupt or --turn: the run keeps its own corruptions (and FER+ targets)
-    cfg.time_budget_min, cfg.resume, cfg.corrupt_p, cfg.turn_p = None, True, 0.0, 0.0
+    # and its own seed, which both checkpoints record (a card's training command can name it)
+    cfg.time_budget_min, cfg.resume, cfg.corrupt_p, cfg.turn_p, cfg.seed = None, True, 0.0, 0.0, 0
     second = train_face(cfg)
     assert second["finished"] and second["epochs_done"] == 3
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
-    assert (last["corrupt_p"], last["turn_p"], last["ferplus"]) == (0.3, 0.4, False)
+    assert (last["corrupt_p"], last["turn_p"], last["ferplus"], last["seed"]) == (0.3, 0.4, False, 5)
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["seed"] == 5
     hist = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
 

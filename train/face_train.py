@@ -158,9 +158,10 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     ferplus = bool(state.get("ferplus", cfg.ferplus)) if state else cfg.ferplus
     corrupt_p = float(state.get("corrupt_p", cfg.corrupt_p)) if state else cfg.corrupt_p
     turn_p = float(state.get("turn_p", cfg.turn_p)) if state else cfg.turn_p
-    if state and (ferplus, corrupt_p, turn_p) != (cfg.ferplus, cfg.corrupt_p, cfg.turn_p):
-        log.info("resuming with the run's own targets and corruptions: ferplus %s, corrupt %.2f, turn %.2f",
-                 ferplus, corrupt_p, turn_p)
+    seed = int(state.get("seed", cfg.seed)) if state else cfg.seed
+    if state and (ferplus, corrupt_p, turn_p, seed) != (cfg.ferplus, cfg.corrupt_p, cfg.turn_p, cfg.seed):
+        log.info("resuming with the run's own targets, corruptions and seed: ferplus %s, corrupt %.2f, turn %.2f, seed %d",
+                 ferplus, corrupt_p, turn_p, seed)
 
     data = load_fer(cfg.data)
     if ferplus:
@@ -171,12 +172,12 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     if len(x_tr) == 0:
         raise ValueError(f"{cfg.data}: no Training images (usage code 0) to train on")
     if len(x_va) == 0:  # e.g. a folder with only train/: hold out 10% for selection
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(seed)
         idx = rng.permutation(len(x_tr))
         cut = max(1, len(idx) // 10)
         x_va, y_va, x_tr, y_tr = x_tr[idx[:cut]], y_tr[idx[:cut]], x_tr[idx[cut:]], y_tr[idx[cut:]]
     if cfg.max_train and cfg.max_train < len(x_tr):  # random subset: the npz is sorted by label
-        keep = np.random.default_rng(cfg.seed).permutation(len(x_tr))[: cfg.max_train]
+        keep = np.random.default_rng(seed).permutation(len(x_tr))[: cfg.max_train]
         x_tr, y_tr = x_tr[keep], y_tr[keep]
 
     init = _load_init(cfg.init) if cfg.init and not state else None
@@ -185,7 +186,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     spec = FaceNetSpec.from_dict(state["spec"]) if state else FaceNetSpec.from_dict(init["spec"]) if init else cfg.spec
     epochs = cfg.epochs if (cfg.epochs_override or not state) else state["epochs"]
     aug = state.get("augment_strength", 1.0) if state else cfg.augment_strength
-    _seed_all(cfg.seed)
+    _seed_all(seed)
     model = HybridFaceNet(spec).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)
     decay, no_decay = [], []
@@ -195,7 +196,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
     start_epoch, best, history = 0, {"val_acc": -1.0}, []
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)
     if state:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -208,7 +209,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     if init:
         model.load_state_dict(init["model"])
         if init.get("batchnorm_folded"):
-            sample = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:1024]
+            sample = np.random.default_rng(seed).permutation(len(x_tr))[:1024]
             unfold_batchnorm(model, normalise(to_input(equalise(x_tr[sample]) if equalize else x_tr[sample])))
             log.info("imported weights: BatchNorm statistics re-measured on %d Training faces", len(sample))
         ema.load_state_dict(model.state_dict())
@@ -219,9 +220,9 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     total_steps = steps_per_epoch * epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     log.info("model: %d parameters, spec %s", count_params(model), spec.to_dict())
-    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f%s%s",
+    log.info("train %d images, select on %d; %d epochs x %d steps; augmentation strength %.2f%s%s; seed %d",
              len(x_tr), len(x_va), epochs, steps_per_epoch, aug, "; faces histogram-equalised" if equalize else "",
-             f"; {turn_p:.0%} turned sideways" if turn_p else "")
+             f"; {turn_p:.0%} turned sideways" if turn_p else "", seed)
 
     t_start = time.monotonic()
     epoch_times: list[float] = []
@@ -288,13 +289,13 @@ def train_face(cfg: FaceTrainConfig) -> dict:
         if rows[pick][0] > best["val_acc"]:
             best = {"val_acc": rows[pick][0], "val_f1": rows[pick][1], "epoch": epoch + 1, "weights": pick}
             torch.save({"spec": spec.to_dict(), "model": (ema if pick == "ema" else model).state_dict(), "best": best,
-                        "equalize": equalize}, best_path)
+                        "equalize": equalize, "seed": seed}, best_path)
         torch.save(
             {
                 "spec": spec.to_dict(), "epochs": epochs, "epoch": epoch + 1, "model": model.state_dict(),
                 "ema": ema.state_dict(), "optimizer": opt.state_dict(), "best": best, "history": history,
                 "generator": gen.get_state(), "augment_strength": aug, "equalize": equalize,
-                "ferplus": ferplus, "corrupt_p": corrupt_p, "turn_p": turn_p,
+                "ferplus": ferplus, "corrupt_p": corrupt_p, "turn_p": turn_p, "seed": seed,
             },
             last_path,
         )
