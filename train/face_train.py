@@ -153,7 +153,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     last_path, best_path, hist_path = out / "last.pt", out / "best.pt", out / "history.jsonl"
 
     state = torch.load(last_path, weights_only=False) if cfg.resume and last_path.exists() else None
-    # the training targets and corruptions follow the run on resume, as its augmentation strength does
+    # the training targets, corruptions and seed follow the run on resume, as its augmentation strength does
     # (checkpoints written before these were stored take them from the command line)
     ferplus = bool(state.get("ferplus", cfg.ferplus)) if state else cfg.ferplus
     corrupt_p = float(state.get("corrupt_p", cfg.corrupt_p)) if state else cfg.corrupt_p
