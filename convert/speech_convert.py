@@ -219,6 +219,7 @@ def convert_speech(
 
     runs = [Path(r) for r in ([run_dir] if isinstance(run_dir, (str, Path)) else run_dir)]
     out = Path(out)
+    voice_command = _replaced_voice_command(out)
     model, info = load_members(runs)
     run_dir = runs[0]
     recipe, stats = info["recipe"], info["stats"]
@@ -334,7 +335,21 @@ def convert_speech(
         float_out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     if agreement_test is not None:
         print(f"int8 vs float top-1 agreement on test windows: {100 * agreement_test:.2f}%")
+    if voice_command:
+        print(f"the card this replaces had a voice branch; the new one has none until the branch is refitted on "
+              f"this network: {voice_command}")
     return card
+
+
+def _replaced_voice_command(out: Path) -> str | None:
+    """The ``dsrter convert voice`` command of the card at ``out`` (about to be replaced), if it has a voice branch."""
+    try:
+        voice = json.loads(out.with_suffix(".json").read_text()).get("voice")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(voice, dict):
+        return None
+    return str(voice.get("command") or f"dsrter convert voice --model {out.as_posix()} --encoder WHEEL --data ...")
 
 
 def _teacher_commands(info: dict[str, Any], data_args: str, out: Path) -> dict[str, Any]:

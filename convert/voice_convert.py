@@ -212,9 +212,10 @@ def convert_voice(
     score, c, w, head, pv = best
     fused_val = fuse(va_main, pv, w)
     temperature = round(fit_temperature(fused_val, va_ws.labels), 4)
+    alone_temperature = round(fit_temperature(va_main, va_ws.labels), 4)  # for a device that turns the branch off
     print(
         f"validation selection score: emotion network alone {base_score:.4f}; with the voice branch {score:.4f} "
-        f"(C {c}, fusion weight {w}); temperature {temperature}"
+        f"(C {c}, fusion weight {w}); temperature {temperature} (without the branch {alone_temperature})"
     )
 
     card["voice"] = {
@@ -246,7 +247,9 @@ def convert_voice(
     }
     card["calibration"] = {
         "temperature": temperature,
-        "method": "temperature scaling of the fused probabilities (int8 emotion network + voice branch), fitted (NLL) on the validation windows of every corpus",
+        "temperature_without_voice": alone_temperature,
+        "method": "temperature scaling of the fused probabilities (int8 emotion network + voice branch), fitted (NLL) on the validation windows of every corpus; "
+        "temperature_without_voice: the same for the emotion network alone (speech.voice_branch: false)",
     }
     model.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     rescore_card(model, card, data, sets, cache_dir, workers, levels, bench)

@@ -109,6 +109,8 @@ class SpeechConfig(_Strict):
     vad_threshold: Optional[float] = Field(None, description="energy gate in dBFS, for cards without a voice-activity model; null = the card's")
     vad_probability: Optional[float] = Field(None, gt=0, lt=1, description="Silero VAD speech probability threshold; null = the card's (0.5)")
     threads: int = Field(1, ge=1, le=16, description="LiteRT interpreter threads for the speech model")
+    voice_branch: bool = Field(True, description="run the card's voice branch (speaker-encoder partials, about 10% of "
+                               "the speech stream's work); false = the emotion network alone, with its own calibration")
     smoothing: SmoothingConfig = SmoothingConfig(alpha=0.5, hysteresis=0.05, min_hold=1)
 
 

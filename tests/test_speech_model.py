@@ -42,10 +42,13 @@ def tiny_model(tmp_path_factory) -> Path:
                "--cache", str(tmp / "cache"), "--spec", '{"channels": [16, 16, 16]}')
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp / "models" / "speech_emotion.tflite"
+    out.parent.mkdir()  # a card with a voice branch is there: the conversion says the branch must be refitted
+    out.with_suffix(".json").write_text(json.dumps({"voice": {"command": "dsrter convert voice --encoder rz.whl"}}))
     r = dsrter("convert", "speech", "--run", str(tmp / "run"), "--out", str(out), "--cache", str(tmp / "cache"),
                "--no-bench")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "int8 vs float top-1 agreement on test windows" in r.stdout
+    assert "had a voice branch" in r.stdout and r.stdout.rstrip().splitlines()[-2].endswith("--encoder rz.whl")
     return out
 
 

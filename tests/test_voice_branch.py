@@ -20,6 +20,7 @@ from test_speech_model import dsrter
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "speech_emotion.tflite"
 VOICE = REPO / "models" / "speech_voice.tflite"
+CARD = json.loads(MODEL.with_suffix(".json").read_text())
 
 
 def test_partials_lie_on_a_one_second_grid_of_stream_time():
@@ -72,9 +73,60 @@ def test_device_and_evaluation_give_the_same_window_probabilities(ravdess_dir, t
     device = np.stack([clf.predict(w, s / 16000) for s, w in wins])
     assert len(device) == len(ws) >= 3
     np.testing.assert_allclose(device, temperature_scale(raw, clf.temperature), atol=2e-4)
-    alone = SpeechClassifier(MODEL)
-    alone.voice = None  # the emotion network by itself answers differently: the branch is in use
+    alone = SpeechClassifier(MODEL, voice=False)  # speech.voice_branch: false
+    assert alone.voice is None and alone.temperature == CARD["calibration"]["temperature_without_voice"]
+    # the emotion network by itself answers differently: the branch is in use
     assert np.abs(np.stack([alone.predict(w) for _, w in wins]) - device).max() > 0.01
+
+
+def test_both_card_temperatures_are_fitted_on_validation(ravdess_dir, emodb_dir, tmp_path):
+    """The card's temperatures, with and without the voice branch, recomputed on the validation windows."""
+    from dsrter.train.speech_data import load_dataset
+    from dsrter.train.speech_report import fit_temperature, window_probs
+
+    items = [it for d in (ravdess_dir, emodb_dir) for it in load_dataset(d).split("val")]
+    ws, fused = window_probs(MODEL, items, str(tmp_path / "cache"))
+    _, alone = window_probs(MODEL, items, str(tmp_path / "cache"), voice=False)
+    assert round(fit_temperature(fused, ws.labels), 4) == CARD["calibration"]["temperature"]
+    assert round(fit_temperature(alone, ws.labels), 4) == CARD["calibration"]["temperature_without_voice"]
+
+
+def test_the_config_switches_the_voice_branch_off(tmp_path):
+    from dsrter.edge.config import parse_config
+    from dsrter.edge.infer.models import load_models
+
+    base = {"camera": {"enabled": False}, "face": {"enabled": False}, "speech": {"model": str(MODEL)}}
+    on = load_models(parse_config(base))
+    off = load_models(parse_config({**base, "speech": {"model": str(MODEL), "voice_branch": False}}))
+    try:
+        assert on.speech is not None and on.speech.voice is not None
+        assert off.speech is not None and off.speech.voice is None
+        assert off.speech.temperature == CARD["calibration"]["temperature_without_voice"] != on.speech.temperature
+    finally:
+        on.close()
+        off.close()
+
+
+@pytest.mark.parametrize(
+    "value, expect", [(None, 1.0), ("warm", "temperature_without_voice must be a number > 0"), (0, "temperature_without_voice must be a number > 0")]
+)
+def test_a_card_without_a_separate_temperature(tmp_path, value, expect):
+    """An older card (no temperature for the network alone) runs uncalibrated; a bad value is one line."""
+    from dsrter.edge.infer.speech_classifier import SpeechClassifier
+
+    def change(card, folder):
+        if value is None:
+            del card["calibration"]["temperature_without_voice"]
+        else:
+            card["calibration"]["temperature_without_voice"] = value
+
+    path = _card_with(tmp_path, change)
+    if isinstance(expect, float):
+        assert SpeechClassifier(path, voice=False).temperature == expect
+        return
+    with pytest.raises(ModelError) as err:
+        SpeechClassifier(path, voice=False)
+    assert expect in str(err.value) and "\n" not in str(err.value)
 
 
 def _card_with(tmp_path: Path, change) -> Path:

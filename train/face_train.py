@@ -232,7 +232,9 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     for epoch in range(start_epoch, epochs):
         if cfg.time_budget_min is not None and epoch_times:
             elapsed = time.monotonic() - t_start
-            if elapsed + np.mean(epoch_times) > cfg.time_budget_min * 60:
+            # the next epoch is predicted from the recent ones: early epochs slowed by other work
+            # (or sped up by an idle machine) no longer tell how long the next one takes
+            if elapsed + float(np.median(epoch_times[-3:])) > cfg.time_budget_min * 60:
                 log.info("time budget of %.1f min reached after epoch %d; resume with --resume", cfg.time_budget_min, epoch)
                 break
         t0 = time.monotonic()

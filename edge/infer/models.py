@@ -92,7 +92,8 @@ def _load_models(cfg: Config, detector_mode: Literal["video", "image"]) -> Model
 
         try:
             m.speech = SpeechClassifier(cfg.speech.model, threads=cfg.speech.threads,
-                                        vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability)
+                                        vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability,
+                                        voice=cfg.speech.voice_branch)
         except ModelError:
             m.close()
             raise

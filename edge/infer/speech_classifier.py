@@ -47,11 +47,13 @@ class SpeechClassifier:
     """
 
     def __init__(self, model_path: Path, threads: int = 1, vad_threshold: float | None = None,
-                 vad_probability: float | None = None):
+                 vad_probability: float | None = None, voice: bool = True):
         """Load ``model_path`` and the card beside it (``.json``).
 
         ``vad_threshold`` (dBFS) overrides the card's energy gate threshold, e.g. for a noisy room;
         ``vad_probability`` the card's Silero VAD threshold (cards with a ``vad`` model).
+        ``voice=False`` leaves the card's voice branch out: the emotion network answers alone, scaled by
+        the card's temperature for it (``calibration.temperature_without_voice``; 1 if the card has none).
         Raises :class:`dsrter.edge.infer.model_io.ModelError` when the model or card is missing, corrupt or
         inconsistent (wrong labels, missing recipe keys, input shapes that do not match the recipe).
         """
@@ -87,11 +89,16 @@ class SpeechClassifier:
         self.voice: VoiceEmbedder | None = None
         self.voice_head: VoiceHead | None = None
         self.voice_weight = 0.0
-        if card.get("voice") is not None:
+        calibration = card.get("calibration") or {}
+        if card.get("voice") is not None and voice:
             self._load_voice(model_path, card["voice"], threads)
-        self.temperature = float(card.get("calibration", {}).get("temperature", 1.0))
+        key = "temperature_without_voice" if card.get("voice") is not None and not voice else "temperature"
+        try:
+            self.temperature = float(calibration.get(key, 1.0))
+        except (TypeError, ValueError):
+            self.temperature = float("nan")
         if not self.temperature > 0:
-            raise ModelError(f"{model_path.with_suffix('.json')}: calibration temperature must be > 0")
+            raise ModelError(f"{model_path.with_suffix('.json')}: calibration {key} must be a number > 0")
         self.model = TFLiteModel(model_path, threads=threads)
         try:
             self._i_lm = self.model.input_index("logmel")

@@ -647,7 +647,8 @@ def run_ours(cfg: Config, models: ModelSet, clips: list[Path], mosaic: bool, opt
     speech = worker = None
     if models.speech is not None:
         speech = TimedSpeech(SpeechClassifier(models.speech, threads=cfg.speech.threads,
-                                              vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability))
+                                              vad_threshold=cfg.speech.vad_threshold, vad_probability=cfg.speech.vad_probability,
+                                              voice=cfg.speech.voice_branch))
     capture_epoch = [time.time()]
     feed = FrameFeed(clips, mosaic)
     streams = Streams(bcfg, bus, det, clf, event_clock=lambda: capture_epoch[0])
