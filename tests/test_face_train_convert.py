@@ -378,3 +378,35 @@ def test_missing_corrupt_and_truncated_models_are_clear(tmp_path):
     (tmp_path / "nocard.tflite").write_bytes(src.read_bytes())
     with pytest.raises(ModelError, match="model card not found"):
         FaceClassifier(tmp_path / "nocard.tflite")
+
+
+def test_averaged_checkpoint_is_the_mean_network(tmp_path, capsys):
+    """face_average: mean weights (BatchNorm statistics too) of one network; another network is one line."""
+    from dsrter.train.face_average import main as average_main
+    from dsrter.train.face_train import load_checkpoint
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = HybridFaceNet(SMALL)
+        net.train()
+        net(torch.randn(4, 1, 48, 48))  # moves the BatchNorm statistics away from their start
+        paths.append(tmp_path / f"m{seed}.pt")
+        torch.save({"spec": SMALL.to_dict(), "model": net.state_dict(), "equalize": True}, paths[-1])
+    out = tmp_path / "avg" / "best.pt"
+    assert average_main(["--checkpoint", *map(str, paths), "--out", str(out)]) == 0
+    avg, state = load_checkpoint(out)
+    a, b = (torch.load(p, weights_only=False)["model"] for p in paths)
+    for name, tensor in avg.state_dict().items():
+        if tensor.dtype.is_floating_point:
+            torch.testing.assert_close(tensor, (a[name] + b[name]) / 2)
+    assert state["equalize"] is True and state["best"]["averaged"] == [str(p) for p in paths]
+    other = tmp_path / "other.pt"
+    wide = FaceNetSpec(width=0.25, cnn_channels=(8, 16, 32), last_channels=64, stem_channels=16)
+    torch.save({"spec": wide.to_dict(), "model": HybridFaceNet(wide).state_dict()}, other)
+    capsys.readouterr()
+    assert average_main(["--checkpoint", str(paths[0]), str(other), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "other.pt: another network" in capsys.readouterr().out
+    assert average_main(["--checkpoint", str(paths[0]), str(tmp_path / "none.pt"), "--out", str(tmp_path / "y.pt")]) == 2
+    assert capsys.readouterr().out.strip().endswith("none.pt: checkpoint not found")
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
