@@ -108,7 +108,13 @@ def test_the_config_switches_the_voice_branch_off(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "value, expect", [(None, 1.0), ("warm", "temperature_without_voice must be a number > 0"), (0, "temperature_without_voice must be a number > 0")]
+    "value, expect",
+    [
+        (None, 1.0),
+        ("warm", "temperature_without_voice must be a number > 0"),
+        (0, "temperature_without_voice must be a number > 0"),
+        ("list", "'calibration' must be a mapping, got list"),
+    ],
 )
 def test_a_card_without_a_separate_temperature(tmp_path, value, expect):
     """An older card (no temperature for the network alone) runs uncalibrated; a bad value is one line."""
@@ -117,6 +123,8 @@ def test_a_card_without_a_separate_temperature(tmp_path, value, expect):
     def change(card, folder):
         if value is None:
             del card["calibration"]["temperature_without_voice"]
+        elif value == "list":
+            card["calibration"] = [0.9]
         else:
             card["calibration"]["temperature_without_voice"] = value
 

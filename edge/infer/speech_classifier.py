@@ -90,6 +90,8 @@ class SpeechClassifier:
         self.voice_head: VoiceHead | None = None
         self.voice_weight = 0.0
         calibration = card.get("calibration") or {}
+        if not isinstance(calibration, dict):
+            raise ModelError(f"{model_path.with_suffix('.json')}: 'calibration' must be a mapping, got {type(calibration).__name__}")
         if card.get("voice") is not None and voice:
             self._load_voice(model_path, card["voice"], threads)
         key = "temperature_without_voice" if card.get("voice") is not None and not voice else "temperature"
