@@ -228,7 +228,7 @@ def train_face(cfg: FaceTrainConfig) -> dict:
     epoch_times: list[float] = []
     x_tr_t = torch.as_tensor(x_tr)
     y_tr_t = torch.as_tensor(y_tr)
-    corrupt_rng = np.random.default_rng([cfg.seed, start_epoch])
+    corrupt_rng = np.random.default_rng([seed, start_epoch])
     for epoch in range(start_epoch, epochs):
         if cfg.time_budget_min is not None and epoch_times:
             elapsed = time.monotonic() - t_start
