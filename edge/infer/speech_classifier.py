@@ -92,9 +92,10 @@ class SpeechClassifier:
         calibration = card.get("calibration") or {}
         if not isinstance(calibration, dict):
             raise ModelError(f"{model_path.with_suffix('.json')}: 'calibration' must be a mapping, got {type(calibration).__name__}")
-        if card.get("voice") is not None and voice:
+        has_voice = card.get("voice") is not None
+        if has_voice and voice:
             self._load_voice(model_path, card["voice"], threads)
-        key = "temperature_without_voice" if card.get("voice") is not None and not voice else "temperature"
+        key = "temperature_without_voice" if has_voice and not voice else "temperature"
         try:
             self.temperature = float(calibration.get(key, 1.0))
         except (TypeError, ValueError):
