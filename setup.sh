@@ -130,7 +130,7 @@ FORMAT_CHECKED=(
   train/face_model.py train/fer_data.py train/metrics.py train/face_augment.py train/face_import.py
   train/speaker_teacher.py tests/test_speaker_teacher.py
   edge/infer/voice_embedding.py edge/cli/convert_voice.py convert/voice_convert.py train/voice_features.py tests/test_voice_branch.py
-  train/face_average.py
+  train/face_average.py train/face_label_conflict.py tests/test_face_label_conflict.py
 )
 
 case "$MODE" in
