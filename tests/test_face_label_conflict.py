@@ -78,3 +78,19 @@ def test_the_readme_states_the_bound_the_command_prints(fer_npz, capsys):
         f"need {needed} of them right ({limit} even if every image",
     ):
         assert fragment in readme
+
+
+def test_a_missing_or_damaged_model_is_one_line_and_exit_2(tmp_path, capsys):
+    npz = write_npz(tmp_path / "fer2013.npz")
+    n = len(np.load(npz)["labels"])
+    votes = np.zeros((n, 10), np.uint8)
+    votes[:, 0] = 10  # every face: ten neutral votes
+    np.save(tmp_path / "ferplus_votes.npy", votes)
+    np.save(tmp_path / "ferplus_valid.npy", np.ones(n, bool))
+    damaged = tmp_path / "face_emotion.tflite"
+    damaged.write_bytes((MODELS / "face_emotion.tflite").read_bytes()[:5000])
+    (tmp_path / "face_emotion.json").write_text((MODELS / "face_emotion.json").read_text())
+    for model in (tmp_path / "missing.tflite", damaged):
+        assert main(["--data", str(npz), "--model", str(model), "--no-peer"]) == 2
+        out = capsys.readouterr().out.strip().splitlines()
+        assert len(out) == 1 and out[0].startswith("error:") and model.name in out[0]

