@@ -265,6 +265,15 @@ def test_fine_tuning_starts_from_the_init_checkpoint_with_its_architecture(tmp_p
     caplog.set_level(logging.INFO, logger="dsrter.train.face_train")
     assert train_face(cfg)["finished"]
     assert re.search(r"BatchNorm statistics re-measured on \d+ Training faces", caplog.text)
+    # the run keeps its start as it saw it (BatchNorm unfolded): the import's function in other
+    # parameters, which face_average can average with the run's result
+    seen = torch.load(tmp_path / "ft" / "init.pt", weights_only=False)
+    again = HybridFaceNet(FaceNetSpec.from_dict(seen["spec"])).eval()
+    again.load_state_dict(seen["model"])
+    x = torch.rand(4, 1, SMALL.input_size, SMALL.input_size) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(again(x), start(x), atol=1e-4)
+    assert any(not torch.allclose(v, torch.ones_like(v)) for k, v in seen["model"].items() if k.endswith("running_var"))
     tuned = torch.load(tmp_path / "ft" / "best.pt", weights_only=False)
     assert FaceNetSpec.from_dict(tuned["spec"]) == SMALL
     for name, w in start.state_dict().items():

@@ -213,7 +213,11 @@ def train_face(cfg: FaceTrainConfig) -> dict:
             unfold_batchnorm(model, normalise(to_input(equalise(x_tr[sample]) if equalize else x_tr[sample])))
             log.info("imported weights: BatchNorm statistics re-measured on %d Training faces", len(sample))
         ema.load_state_dict(model.state_dict())
-        log.info("starting from the weights in %s", cfg.init)
+        # the start as this run sees it: for an imported model, BatchNorm unfolded exactly as trained from
+        # here, so that face_average can average the run's result with its own start
+        torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "best": {"init": str(cfg.init)}, "equalize": equalize,
+                    "seed": seed}, out / "init.pt")
+        log.info("starting from the weights in %s (saved as the run sees them: %s)", cfg.init, out / "init.pt")
 
     weights = class_weights(y_tr if y_tr.ndim == 1 else y_tr.argmax(1))
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="fine-tune: start from these weights (best.pt, or one rebuilt by face_import) with a fresh "
-                        "optimizer and schedule; the architecture comes from the checkpoint")
+                        "optimizer and schedule; the architecture comes from the checkpoint; OUT/init.pt keeps the start "
+                        "as the run sees it (for face_average)")
     p.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
     p.add_argument("--cnn-channels", default="64,128,256", help="channels of the CNN branch's three stages")
     p.add_argument("--augment", type=float, default=0.6, metavar="STRENGTH",
