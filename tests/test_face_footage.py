@@ -52,3 +52,24 @@ def test_shipped_pipeline_on_annotated_faces(clip):
     # a marked box and the detection matched to it (IoU >= 0.25) are crops of one face: they mostly agree
     same = [r.label == r.marked_label for r in results if r.found]
     assert sum(same) >= 0.6 * len(same), same
+
+
+def test_the_face_stream_as_analyze_runs_it_and_the_readme_agree(clip):
+    """What a user sees: the face stream with the shipped config over the clip, at the annotated boxes."""
+    from dsrter.edge.config import load_config
+    from dsrter.edge.infer.face_classifier import FaceClassifier
+    from dsrter.edge.infer.face_detector import FaceDetector
+
+    ann = json.loads(ANNOTATION.read_text())
+    cfg = load_config(REPO / "config.yaml")
+    detector = FaceDetector(REPO / "models" / "face_detection_full_range_sparse.tflite")
+    s = summary(check(clip, detector, FaceClassifier(MODEL), ann, cfg))
+    print(f"\nface stream: shows {s['stream_shown']} of 20; {s['smiling_stream_labelled_happy']} of 12 smiling happy, "
+          f"{s['not_smiling_stream_labelled_happy']} of 8 others")
+    # the stream runs the tiles the whole-frame detector lacks: it shows at least the faces that detector finds
+    assert s["stream_shown"] >= s["found"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert (f"shows {s['stream_shown']} of the 20 marked faces and labels {s['smiling_stream_labelled_happy']} of the 12 "
+            f"smiling or laughing audience faces `happy` ({s['not_smiling_stream_labelled_happy']} of the 8 other faces too)") in readme
+    assert (f"the whole-frame detector finds {s['smiling_found']} of the 12 laughing faces and {s['smiling_labelled_happy']} "
+            "of the 12 is labelled `happy`") in readme

@@ -1,10 +1,16 @@
 """Real-footage check: the shipped detector + face model on hand-annotated frames of a real clip.
 
 The annotation (``tests/fixtures/real_footage_faces.json``) marks each visible face's box and
-whether it is smiling or laughing. Reported: how many annotated faces the detector finds (IoU with
-a detection >= ``MIN_IOU``, one detection per face) and how many smiling faces the pipeline labels
-``happy`` (one frame each, no smoothing); and, to tell the classifier's misses from the detector's,
-the label of each hand-marked box itself (a detector-sized square crop around it).
+whether it is smiling or laughing. Reported three ways:
+
+* the detector and the face model on the annotated frame alone: how many annotated faces the
+  whole-frame detector finds (IoU with a detection >= ``MIN_IOU``, one detection per face) and how
+  many smiling faces it labels ``happy`` (one frame each, no smoothing);
+* the label of each hand-marked box itself (a detector-sized square crop around it), to tell the
+  classifier's misses from the detector's;
+* the face stream as ``dsrter analyze`` runs it with the shipped config (tiled detection, tracks,
+  classification every few frames, smoothing) over the clip from its start: the face it shows at
+  each annotated box on that frame and its label. This is what a user sees.
 
     python -m dsrter.train.face_footage_check --clip ../shared/data/av-samples/real-footage-hamilton.mp4
 """
@@ -20,11 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from dsrter.edge.app.wiring import Streams
+from dsrter.edge.config import Config, ConfigError, load_config
 from dsrter.edge.infer.face_classifier import FaceClassifier
-from dsrter.edge.infer.face_detector import FaceDetector
+from dsrter.edge.infer.face_detector import Detection, FaceDetector
 from dsrter.edge.infer.model_io import ModelError
+from dsrter.edge.infer.models import load_models
 from dsrter.edge.labels import LABELS
 from dsrter.edge.sources.media_file import MediaError, MediaFileSource
+from dsrter.edge.streams.events import EventBus
 from dsrter.edge.streams.tracker import iou
 
 MIN_IOU = 0.25
@@ -41,6 +51,7 @@ class FaceResult:
     found: bool
     label: str | None  # the pipeline's label for the matched detection; None when not found
     marked_label: str  # the face model's label for the hand-marked box, whether found or not
+    stream_label: str | None = None  # the face stream's shown label at this box; None when it shows no face there
 
 
 def match(boxes: list, detections: list) -> list[int | None]:
@@ -75,23 +86,52 @@ def annotated_frames(clip: Path, times: list[float]) -> list[tuple[float, np.nda
     return out
 
 
-def check(clip: Path, detector, classifier, annotation: dict) -> list[FaceResult]:
+Shown = list[tuple[tuple[float, float, float, float], str]]  # (box in pixels, label) of each face shown on a frame
+
+
+def stream_faces(clip: Path, cfg: Config, times: list[float]) -> list[Shown]:
+    """The faces the face stream shows (as ``dsrter analyze`` runs it, speech off) on the first frame
+    at or after each of ``times``, the clip played from its start."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.speech.enabled = False
+    face = Streams.from_models(cfg, EventBus(), load_models(cfg)).face
+    src = MediaFileSource(clip, realtime=False)
+    src.open()
+    out: list[Shown] = []
+    todo = sorted(times)
+    try:
+        while todo and (frame := src.read(1.0)) is not None:
+            res = face.process(frame)
+            h, w = frame.image.shape[:2]
+            while todo and frame.t + 1e-6 >= todo[0]:
+                todo.pop(0)
+                out.append([((f.box[0] * w, f.box[1] * h, f.box[2] * w, f.box[3] * h), f.label) for f in res.faces])
+    finally:
+        src.close()
+    return out
+
+
+def check(clip: Path, detector, classifier, annotation: dict, cfg: Config | None = None) -> list[FaceResult]:
+    """Every annotated face with its three labels (the face stream's only when ``cfg`` is given)."""
     frames = annotation["frames"]
     decoded = annotated_frames(clip, [fr["t"] for fr in frames])
     if len(decoded) != len(frames):
         raise ValueError(f"{clip}: only {len(decoded)} of {len(frames)} annotated times decoded")
+    shown = stream_faces(clip, cfg, [fr["t"] for fr in frames]) if cfg is not None else [[] for _ in frames]
     results = []
-    for fr, (t, image) in zip(frames, decoded):
+    for fr, (t, image), on_screen in zip(frames, decoded, shown):
         dets = detector.detect(image, t)
         faces = fr["faces"]
         hit = match([f["box"] for f in faces], dets)
+        at = match([f["box"] for f in faces], [Detection(box=b, score=1.0, keypoints=()) for b, _ in on_screen])
+        stream = [on_screen[i][1] if i is not None else None for i in at]
         found_boxes = [dets[i].box for i in hit if i is not None]
         crops = [classifier.crop(image, b) for b in found_boxes + [tuple(f["box"]) for f in faces]]
         labels = [LABELS[int(k)] for k in np.argmax(classifier.predict(np.stack(crops)), axis=1)]
         found, marked = iter(labels[: len(found_boxes)]), labels[len(found_boxes) :]
-        for f, i, at_mark in zip(faces, hit, marked):
+        for f, i, at_mark, in_stream in zip(faces, hit, marked, stream):
             label = next(found) if i is not None else None
-            results.append(FaceResult(t, tuple(f["box"]), bool(f["smiling"]), i is not None, label, at_mark))
+            results.append(FaceResult(t, tuple(f["box"]), bool(f["smiling"]), i is not None, label, at_mark, in_stream))
     return results
 
 
@@ -107,6 +147,9 @@ def summary(results: list[FaceResult]) -> dict:
         "smiling_labels": [r.label for r in smiling],
         "smiling_marked_labelled_happy": sum(r.marked_label == "happy" for r in smiling),
         "not_smiling_marked_labelled_happy": sum(r.marked_label == "happy" for r in results if not r.smiling),
+        "stream_shown": sum(r.stream_label is not None for r in results),
+        "smiling_stream_labelled_happy": sum(r.stream_label == "happy" for r in smiling),
+        "not_smiling_stream_labelled_happy": sum(r.stream_label == "happy" for r in results if not r.smiling),
     }
 
 
@@ -117,24 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=REPO / "models" / "face_emotion.tflite")
     p.add_argument("--detector", type=Path, default=REPO / "models" / "face_detection_full_range_sparse.tflite",
                    help="face detector (default: the full-range model the shipped config uses)")
+    p.add_argument("--config", type=Path, default=REPO / "config.yaml",
+                   help="the config the face stream runs with (default: the shipped one; its face model is used there)")
     args = p.parse_args(argv)
 
     try:
         annotation = json.loads(args.annotation.read_text())
         detector, classifier = FaceDetector(args.detector), FaceClassifier(args.model, threads=1)
-        results = check(args.clip, detector, classifier, annotation)
-    except (OSError, ValueError, ModelError, MediaError) as exc:
+        cfg = load_config(args.config)
+        results = check(args.clip, detector, classifier, annotation, cfg)
+    except (OSError, ValueError, ModelError, MediaError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     s = summary(results)
     for r in results:
         print(f"t={r.t:5.2f} box={list(r.box)} smiling={r.smiling!s:<5} found={r.found!s:<5} label={r.label} "
-              f"label at the marked box={r.marked_label}")
+              f"label at the marked box={r.marked_label} face stream={r.stream_label}")
     print(f"detector finds {s['found']} of {s['faces']} annotated faces; "
           f"{s['smiling_labelled_happy']} of {s['smiling']} smiling/laughing faces labelled happy "
           f"({s['smiling_found']} of them found); {s['not_smiling_labelled_happy']} not-smiling faces labelled happy")
     print(f"at the hand-marked boxes: {s['smiling_marked_labelled_happy']} of {s['smiling']} smiling/laughing faces "
           f"labelled happy, {s['not_smiling_marked_labelled_happy']} of {s['faces'] - s['smiling']} others")
+    print(f"the face stream as `dsrter analyze` runs it ({args.config.name}): shows {s['stream_shown']} of {s['faces']} "
+          f"annotated faces; {s['smiling_stream_labelled_happy']} of {s['smiling']} smiling/laughing faces labelled happy, "
+          f"{s['not_smiling_stream_labelled_happy']} of {s['faces'] - s['smiling']} others")
     return 0
 
 
