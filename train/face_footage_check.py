@@ -23,6 +23,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from dsrter.edge.infer.face_detector import Detection, FaceDetector
 from dsrter.edge.infer.model_io import ModelError
 from dsrter.edge.infer.models import load_models
 from dsrter.edge.labels import LABELS
+from dsrter.edge.sources.base import Frame
 from dsrter.edge.sources.media_file import MediaError, MediaFileSource
 from dsrter.edge.streams.events import EventBus
 from dsrter.edge.streams.tracker import iou
@@ -67,59 +69,55 @@ def match(boxes: list, detections: list) -> list[int | None]:
     return out
 
 
-def annotated_frames(clip: Path, times: list[float]) -> list[tuple[float, np.ndarray]]:
-    """The first decoded frame at or after each time (clip time, as the daemon decodes it)."""
-
+def _walk(clip: Path, times: list[float], each: Callable[[Frame], Any] | None = None) -> list[tuple[float, np.ndarray, Any]]:
+    """The first decoded frame at or after each time (clip time, as the daemon decodes it), with what
+    ``each`` returned for it; ``each`` sees every frame in order up to the last of ``times``."""
     src = MediaFileSource(clip, realtime=False)
     src.open()
-    out, todo = [], sorted(times)
+    out: list[tuple[float, np.ndarray, Any]] = []
+    todo = sorted(times)
     try:
-        while todo:
-            f = src.read(1.0)
-            if f is None:
-                break
-            if f.t + 1e-6 >= todo[0]:
+        while todo and (frame := src.read(1.0)) is not None:
+            result = each(frame) if each is not None else None
+            while todo and frame.t + 1e-6 >= todo[0]:
                 todo.pop(0)
-                out.append((f.t, f.image))
+                out.append((frame.t, frame.image, result))
     finally:
         src.close()
     return out
 
 
+def annotated_frames(clip: Path, times: list[float]) -> list[tuple[float, np.ndarray]]:
+    """The first decoded frame at or after each time (clip time, as the daemon decodes it)."""
+    return [(t, image) for t, image, _ in _walk(clip, times)]
+
+
 Shown = list[tuple[tuple[float, float, float, float], str]]  # (box in pixels, label) of each face shown on a frame
 
 
-def stream_faces(clip: Path, cfg: Config, times: list[float]) -> list[Shown]:
-    """The faces the face stream shows (as ``dsrter analyze`` runs it, speech off) on the first frame
-    at or after each of ``times``, the clip played from its start."""
+def stream_frames(clip: Path, cfg: Config, times: list[float]) -> list[tuple[float, np.ndarray, Shown]]:
+    """Like ``annotated_frames``, with the faces the face stream shows on each (as ``dsrter analyze``
+    runs it, speech off, the clip played from its start)."""
     cfg = cfg.model_copy(deep=True)
     cfg.speech.enabled = False
     face = Streams.from_models(cfg, EventBus(), load_models(cfg)).face
-    src = MediaFileSource(clip, realtime=False)
-    src.open()
-    out: list[Shown] = []
-    todo = sorted(times)
-    try:
-        while todo and (frame := src.read(1.0)) is not None:
-            res = face.process(frame)
-            h, w = frame.image.shape[:2]
-            while todo and frame.t + 1e-6 >= todo[0]:
-                todo.pop(0)
-                out.append([((f.box[0] * w, f.box[1] * h, f.box[2] * w, f.box[3] * h), f.label) for f in res.faces])
-    finally:
-        src.close()
+    out = []
+    for t, image, res in _walk(clip, times, face.process):
+        h, w = image.shape[:2]
+        out.append((t, image, [((f.box[0] * w, f.box[1] * h, f.box[2] * w, f.box[3] * h), f.label) for f in res.faces]))
     return out
 
 
 def check(clip: Path, detector, classifier, annotation: dict, cfg: Config | None = None) -> list[FaceResult]:
     """Every annotated face with its three labels (the face stream's only when ``cfg`` is given)."""
     frames = annotation["frames"]
-    decoded = annotated_frames(clip, [fr["t"] for fr in frames])
+    times = [fr["t"] for fr in frames]
+    # one pass over the clip: the face stream's, when there is one
+    decoded = stream_frames(clip, cfg, times) if cfg is not None else [(t, image, []) for t, image in annotated_frames(clip, times)]
     if len(decoded) != len(frames):
         raise ValueError(f"{clip}: only {len(decoded)} of {len(frames)} annotated times decoded")
-    shown = stream_faces(clip, cfg, [fr["t"] for fr in frames]) if cfg is not None else [[] for _ in frames]
     results = []
-    for fr, (t, image), on_screen in zip(frames, decoded, shown):
+    for fr, (t, image, on_screen) in zip(frames, decoded):
         dets = detector.detect(image, t)
         faces = fr["faces"]
         hit = match([f["box"] for f in faces], dets)

@@ -73,18 +73,23 @@ class ModelShares:
     left_out: float  # original-label accuracy on the images FER+ leaves out (r)
 
 
-def label_sets(fer_labels: np.ndarray, ferplus_majority: np.ndarray) -> LabelSets:
-    """Counts for one split (``ferplus_majority`` is -1 where FER+ keeps no label)."""
+def _parts(fer_labels: np.ndarray, ferplus_majority: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the images FER+ keeps, of those where both labels agree and of those where they differ
+    (``ferplus_majority`` is -1 where FER+ keeps no label)."""
     kept = ferplus_majority >= 0
     same = kept & (ferplus_majority == fer_labels)
-    return LabelSets(len(fer_labels), int(kept.sum()), int(same.sum()), int((kept & ~same).sum()))
+    return kept, same, kept & ~same
+
+
+def label_sets(fer_labels: np.ndarray, ferplus_majority: np.ndarray) -> LabelSets:
+    """Counts for one split."""
+    kept, same, differ = _parts(fer_labels, ferplus_majority)
+    return LabelSets(len(fer_labels), int(kept.sum()), int(same.sum()), int(differ.sum()))
 
 
 def model_shares(name: str, predicted: np.ndarray, fer_labels: np.ndarray, ferplus_majority: np.ndarray) -> ModelShares:
     """Shares of one model's top-1 answers (``predicted``: class indices) on each part of the split."""
-    kept = ferplus_majority >= 0
-    same = kept & (ferplus_majority == fer_labels)
-    differ = kept & ~same
+    kept, same, differ = _parts(fer_labels, ferplus_majority)
     hit_fer, hit_plus = predicted == fer_labels, predicted == ferplus_majority
 
     def share(hit: np.ndarray, where: np.ndarray) -> float:
