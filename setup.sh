@@ -131,6 +131,7 @@ FORMAT_CHECKED=(
   train/speaker_teacher.py tests/test_speaker_teacher.py
   edge/infer/voice_embedding.py edge/cli/convert_voice.py convert/voice_convert.py train/voice_features.py tests/test_voice_branch.py
   train/face_average.py train/face_label_conflict.py tests/test_face_label_conflict.py
+  edge/infer/stream_grid.py tests/test_egemaps_blocks.py
 )
 
 case "$MODE" in

@@ -145,6 +145,7 @@ def convert_voice(
     data: Sequence[str],
     licence: str | Path | None = None,
     partial_s: float = 1.0,
+    grid_s: float | None = None,
     cache_dir: str | None = "runs/speech/cache",
     workers: int = 1,
     levels: Sequence[str] = DEFAULT_LEVELS,
@@ -179,7 +180,8 @@ def convert_voice(
         f"max |diff| {agreement['max_abs_diff']}, min cosine {agreement['min_cosine']}"
     )
 
-    embedder = VoiceEmbedder(voice_path, partial_s=partial_s)
+    grid_s = float(grid_s or partial_s)
+    embedder = VoiceEmbedder(voice_path, partial_s=partial_s, grid_s=grid_s)
     main = TFLiteModel(model, threads=1)
 
     def split_data(split: str):
@@ -221,6 +223,7 @@ def convert_voice(
     card["voice"] = {
         "model": VOICE_FILE,
         "partial_s": partial_s,
+        "grid_s": grid_s,
         "weight": w,
         "head": head,
         "encoder": {
@@ -235,7 +238,7 @@ def convert_voice(
             "file_sha256": sha256_file(voice_path),
         },
         "fusion": "p = softmax((1 - weight) log p_emotion + weight log p_voice), then the card's temperature",
-        "partials": "1 s partials on a 1 s grid of stream time; a window averages the partials wholly inside it",
+        "partials": f"{partial_s:g} s partials starting every {grid_s:g} s of stream time; a window averages the partials wholly inside it",
         "selection": {
             "split": "validation speakers only",
             "score": "mean over corpora of (window UA + clip UA) / 2",

@@ -13,6 +13,7 @@ import pytest
 import dsrter.edge.infer.speech_features  # noqa: F401  (openSMILE before TensorFlow)
 from dsrter.edge.infer import voice_embedding as ve
 from dsrter.edge.infer.model_io import ModelError
+from dsrter.edge.infer.stream_grid import grid_starts
 from test_speaker_teacher import make_tiny_encoder
 from test_speech_data import synth_voice
 from test_speech_model import dsrter
@@ -24,11 +25,28 @@ CARD = json.loads(MODEL.with_suffix(".json").read_text())
 
 
 def test_partials_lie_on_a_one_second_grid_of_stream_time():
-    assert ve.partial_starts(0, 32000, 16000) == [0, 16000]
-    assert ve.partial_starts(8000, 32000, 16000) == [16000]  # a window starting mid-second holds one partial
-    assert ve.partial_starts(16000, 32000, 16000) == [16000, 32000]
-    assert ve.partial_starts(-8000, 32000, 16000) == [0]  # the zero-led first window of a stream
-    assert ve.partial_starts(100, 16000, 16000) == []
+    assert grid_starts(0, 32000, 16000) == [0, 16000]
+    assert grid_starts(8000, 32000, 16000) == [16000]  # a window starting mid-second holds one partial
+    assert grid_starts(16000, 32000, 16000) == [16000, 32000]
+    assert grid_starts(-8000, 32000, 16000) == [0]  # the zero-led first window of a stream
+    assert grid_starts(100, 16000, 16000) == []
+    assert grid_starts(8000, 32000, 16000, 8000) == [8000, 16000, 24000]  # 1 s partials every 0.5 s
+
+
+def test_a_half_second_grid_computes_one_new_partial_per_window(ravdess_dir):
+    from dsrter.train.speech_data import read_audio
+
+    audio = read_audio(ravdess_dir / "Actor_21" / "03-01-05-02-01-01-21.flac")[:64000]
+    emb = ve.VoiceEmbedder(VOICE, grid_s=0.5)
+    one_s = ve.VoiceEmbedder(VOICE)
+    for k, s in enumerate(range(0, 32001, 8000)):
+        w = audio[s : s + 32000]
+        got = emb.window(w, s)
+        assert emb.computed == 3 + k  # the first window computes its three, each later one a single new partial
+        parts = [one_s.partial(w[p - s : p - s + 16000]) for p in range(s, s + 16001, 8000)]
+        np.testing.assert_allclose(got, np.mean(parts, axis=0), atol=1e-6)
+    with pytest.raises(ModelError, match="grid"):
+        ve.VoiceEmbedder(VOICE, grid_s=1.5)  # partials would leave gaps
 
 
 def test_fusion_is_a_weighted_geometric_mean():

@@ -64,6 +64,7 @@ class WindowSettings:
     n_mels: int = 64
     window_cmn: bool = False
     vad_threshold_dbfs: float = -50.0
+    egemaps_block_s: float | None = None  # eGeMAPS as the mean over blocks of this length (None: whole window)
 
     def window_settings(self) -> dict[str, Any]:
         """These fields alone, to hand to another config."""
@@ -72,7 +73,8 @@ class WindowSettings:
     def feature_recipe(self) -> dict[str, Any]:
         """The feature recipe these settings define (stored in the model card)."""
         return sf_.default_recipe(window_s=self.window_s, hop_s=self.hop_s, n_mels=self.n_mels,
-                                  window_cmn=self.window_cmn, vad_threshold_dbfs=self.vad_threshold_dbfs)
+                                  window_cmn=self.window_cmn, vad_threshold_dbfs=self.vad_threshold_dbfs,
+                                  egemaps_block_s=self.egemaps_block_s)
 
 
 class SpeechDataError(ValueError):
@@ -464,15 +466,17 @@ def speech_windows_of(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -
 def clip_features(audio: np.ndarray, recipe: dict[str, Any], hop_s: float) -> ClipFeatures:
     """Windows of a clip at ``hop_s``; eGeMAPS only for speech windows (or the loudest if none)."""
     speech, fallback = speech_windows_of(audio, recipe, hop_s)
-    # each window's features see the window normalised on its own, as on the device
-    wins = [(s, sf_.normalise_level(w, recipe))
-            for s, w in sf_.split_windows(audio, recipe["window_samples"], int(round(hop_s * recipe["sample_rate"])))]
-    lm = np.stack([sf_.log_mel(w, recipe) for _, w in wins])
+    # each window's features see the window normalised on its own, as on the device; eGeMAPS blocks
+    # (recipes with egemaps.block_s) lie on a grid of clip time, as on the device's stream time
+    raw = sf_.split_windows(audio, recipe["window_samples"], int(round(hop_s * recipe["sample_rate"])))
+    wins = [(s, w, sf_.normalise_level(w, recipe)) for s, w in raw]
+    lm = np.stack([sf_.log_mel(x, recipe) for _, _, x in wins])
     eg = np.zeros((len(wins), recipe["egemaps"]["n"]), np.float32)
-    for i, (_, w) in enumerate(wins):
+    eg_of = sf_.WindowEgemaps(recipe)
+    for i, (s, w, x) in enumerate(wins):
         if speech[i] or i == fallback:
-            eg[i] = sf_.egemaps(w, recipe["sample_rate"])
-    return ClipFeatures(np.array([s for s, _ in wins], np.int64), speech, lm, eg, fallback)
+            eg[i] = eg_of(w, s, levelled=x, valid=min(len(w), len(audio) - s))
+    return ClipFeatures(np.array([s for s, _, _ in wins], np.int64), speech, lm, eg, fallback)
 
 
 def apply_level(audio: np.ndarray, level: str) -> np.ndarray:

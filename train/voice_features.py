@@ -33,7 +33,8 @@ def voice_window_features(
     items: Sequence[SpeechItem], recipe: dict[str, Any], hop_s: float, embedder: VoiceEmbedder, level: str = "", cache_dir: str | Path | None = None
 ) -> np.ndarray:
     """Voice features of every kept window of ``items``, in ``build_windows`` order."""
-    key = hashlib.sha1(f"{sha256_file(embedder.model.path)}|{embedder.partial_samples}".encode()).hexdigest()[:16]
+    grid = "" if embedder.grid_samples == embedder.partial_samples else f"|{embedder.grid_samples}"
+    key = hashlib.sha1(f"{sha256_file(embedder.model.path)}|{embedder.partial_samples}{grid}".encode()).hexdigest()[:16]
     out = []
     for it in items:
         cf = clip_cache_file(cache_dir, f"voice/{key}", it, f"{recipe_key(recipe)}|{hop_s}|{level}")
@@ -49,7 +50,8 @@ def fused_window_probs(
     spec = card.get("voice")
     if not spec:
         return main_probs
-    emb = VoiceEmbedder(Path(model_path).parent / spec["model"], partial_s=float(spec.get("partial_s", 1.0)))
+    partial_s = float(spec.get("partial_s", 1.0))
+    emb = VoiceEmbedder(Path(model_path).parent / spec["model"], partial_s=partial_s, grid_s=float(spec.get("grid_s", partial_s)))
     feats = voice_window_features(items, card["recipe"], card["recipe"]["hop_s"], emb, level, cache_dir)
     if len(feats) != len(main_probs):
         raise RuntimeError(f"voice windows ({len(feats)}) and emotion windows ({len(main_probs)}) disagree")

@@ -21,6 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", action="append", required=True, metavar="PATH", help="the corpora the speech model was trained on (repeat), split by speaker as in training"
     )
+    p.add_argument(
+        "--grid",
+        type=float,
+        default=None,
+        metavar="S",
+        help="start a 1 s partial every S seconds of stream time (default 1: each window holds one or two; "
+        "0.5 at a 0.5 s hop: three, one of them new in every window)",
+    )
     p.add_argument("--cache", default="runs/speech/cache", help="feature cache folder ('' to disable)")
     p.add_argument("--no-bench", action="store_true", help="skip the latency measurement")
     p.add_argument("--workers", type=int, default=1)
@@ -42,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
             args.model,
             args.data,
             licence=args.licence,
+            grid_s=args.grid,
             cache_dir=args.cache or None,
             workers=args.workers,
             bench=not args.no_bench,

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-cmn", action="store_true", help="per-window log-mel mean removal before the z-score")
     p.add_argument("--train-hop", type=float, default=0.5, help="hop of the clean training windows (s)")
     p.add_argument("--n-mels", type=int, default=64)
+    p.add_argument("--egemaps-block", type=float, default=None, metavar="S",
+                   help="eGeMAPS as the mean over S-second blocks on a grid of stream time, each computed once "
+                        "and shared by the windows that hold it (default: over the whole window)")
     p.add_argument("--select", choices=["val", "last"], default="val", help="keep the best validation epoch or the last")
     p.add_argument("--teacher", default=None, metavar="DIR|FILE.pt",
                    help="HF Wav2Vec2/HuBERT/WavLM checkpoint folder (or hub id) or a GE2E speaker encoder's .pt file: "
@@ -56,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = SpeechTrainConfig(
         data=list(args.data), out_dir=args.out, cache_dir=args.cache or None, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, aug_copies=args.aug_copies, spec_augment=not args.no_spec_augment,
-        window_cmn=args.window_cmn, train_hop_s=args.train_hop, n_mels=args.n_mels, select=args.select,
+        window_cmn=args.window_cmn, train_hop_s=args.train_hop, n_mels=args.n_mels, egemaps_block_s=args.egemaps_block, select=args.select,
         teacher=args.teacher, teacher_layer=args.teacher_layer, student=args.student, embed_dim=args.embed_dim,
         student_epochs=args.student_epochs, spec=json.loads(args.spec) if args.spec else {},
         max_clips=args.max_clips, seed=args.seed, aug_seed=args.aug_seed, threads=args.threads,

@@ -121,6 +121,10 @@ class SpeechClassifier:
         if out_shape != (NUM_CLASSES,):
             raise ModelError(f"{model_path}: output shape {out_shape}, expected ({NUM_CLASSES},)")
         self.labels = LABELS
+        try:
+            self.egemaps = sf_.WindowEgemaps(self.recipe)  # keeps the stream's eGeMAPS blocks (recipes with block_s)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{model_path.with_suffix('.json')}: malformed speech card ({exc})") from None
         try:  # openSMILE's native library, set up now: a missing one is a one-line error at start, not a traceback later
             sf_.egemaps_names()
         except SmileUnavailable as exc:
@@ -137,11 +141,12 @@ class SpeechClassifier:
         try:
             self.voice_weight = float(spec["weight"])
             partial_s = float(spec.get("partial_s", 1.0))
+            grid_s = float(spec.get("grid_s", partial_s))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: malformed voice section ({exc!r})") from None
         if not 0.0 <= self.voice_weight <= 1.0:
             raise ModelError(f"{where}: voice weight {self.voice_weight} outside 0..1")
-        self.voice = VoiceEmbedder(voice_file, partial_s=partial_s, threads=threads)
+        self.voice = VoiceEmbedder(voice_file, partial_s=partial_s, threads=threads, grid_s=grid_s)
         try:
             self.voice_head = VoiceHead(spec.get("head") or {}, self.voice.dim)
         except ModelError as exc:
@@ -173,15 +178,24 @@ class SpeechClassifier:
         return SileroVad(self.vad_spec["path"], threshold=float(self.vad_spec.get("threshold", 0.5)),
                          lookback_s=float(self.vad_spec.get("lookback_s", 0.125)))
 
-    def features(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised model inputs ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one window."""
-        lm, eg = sf_.raw_window_features(audio, self.recipe)
+    def clear(self) -> None:
+        """Forget the blocks and partials kept for overlapping windows (a new stream)."""
+        self.egemaps.clear()
+        if self.voice is not None:
+            self.voice.clear()
+
+    def features(self, audio: np.ndarray, start_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised model inputs ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one window starting at
+        stream time ``start_s`` (which places the recipe's eGeMAPS blocks; None: at 0)."""
+        start = int(round((start_s or 0.0) * self.sample_rate))
+        lm, eg = sf_.raw_window_features(audio, self.recipe, start, self.egemaps)
         return sf_.normalise_features(lm, eg, self.recipe, self.stats)
 
     def raw_probs(self, audio: np.ndarray, start_s: float | None = None) -> np.ndarray:
         """Uncalibrated probabilities (7,): the emotion network's, fused with the voice branch's when
-        the card has one (``start_s``: the window's stream time, which places the branch's partials)."""
-        lm, eg = self.features(audio)
+        the card has one (``start_s``: the window's stream time, which places the eGeMAPS blocks and
+        the branch's partials)."""
+        lm, eg = self.features(audio, start_s)
         arrays: list[np.ndarray] = [np.empty(0)] * 2
         arrays[self._i_lm] = lm[None]
         arrays[self._i_eg] = eg[None]

@@ -31,6 +31,7 @@ import numpy as np
 
 from dsrter.edge.infer import smile_api
 from dsrter.edge.infer.resample import resample
+from dsrter.edge.infer.stream_grid import BlockCache, grid_starts
 
 # openSMILE's native library must be loaded before TensorFlow's: the reverse order corrupts the heap on
 # the first openSMILE call (seen with TF 2.21 + opensmile 2.6). So it is loaded when this module is
@@ -50,7 +51,9 @@ RECIPE_TEXT = (
     "fmin and fmax (unit-peak triangles, mel = 2595 log10(1 + f / 700)), then natural log of max(power, "
     "log_floor); array shape (frames, n_mels). If window_cmn is true, the per-band mean over the window's "
     "frames is subtracted. eGeMAPS: openSMILE eGeMAPSv02 functionals (88 values, openSMILE's own order, "
-    "see egemaps.names) of the same window. Both are z-scored with the card's mean/std (fitted on the "
+    "see egemaps.names) of the same window levelled as one; or, when egemaps has block_s, the mean of the "
+    "functionals of the block_s-second blocks lying wholly inside the window on a grid of stream time "
+    "(multiples of block_s from the stream's or clip's first sample), each block levelled on its own. Both are z-scored with the card's mean/std (fitted on the "
     "training split only) and clipped to +-clip. Model inputs: 'logmel' (1, frames, n_mels) and "
     "'egemaps' (1, 88), quantised with each input tensor's own scale/zero point; output: 7 probabilities "
     "in the card's label order. VAD: the window's DC is removed, frame energies in dBFS (10 log10 mean "
@@ -74,6 +77,7 @@ def default_recipe(
     vad_min_active_s: float = 0.25,
     level_target_dbfs: float | None = -26.0,
     level_dither_dbfs: float | None = -60.0,
+    egemaps_block_s: float | None = None,
 ) -> dict[str, Any]:
     """The feature recipe: every constant the device needs to reproduce the training inputs."""
     win_length, hop_length = 400, 160
@@ -96,7 +100,8 @@ def default_recipe(
             "center": False,
             "frames": 1 + (n - win_length) // hop_length,
         },
-        "egemaps": {"feature_set": "eGeMAPSv02", "level": "functionals", "n": 88},
+        "egemaps": {"feature_set": "eGeMAPSv02", "level": "functionals", "n": 88,
+                    **({} if egemaps_block_s is None else {"block_s": float(egemaps_block_s)})},
         "window_cmn": bool(window_cmn),
         "clip": 5.0,
         "vad": {"threshold_dbfs": float(vad_threshold_dbfs), "min_active_s": float(vad_min_active_s)},
@@ -352,10 +357,61 @@ def _dither(n: int, seed: int) -> np.ndarray:
     return d
 
 
-def raw_window_features(audio: np.ndarray, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Un-normalised ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one checked, level-normalised window."""
-    x = normalise_level(check_window(audio, recipe), recipe)
-    return log_mel(x, recipe), egemaps(x, recipe["sample_rate"])
+class WindowEgemaps:
+    """The eGeMAPS input of a window as the recipe defines it, for one stream (or clip).
+
+    Recipes without ``egemaps.block_s``: the functionals of the whole window, levelled as one. With
+    it: the mean of the functionals of the ``block_s`` blocks on a grid of stream time that lie wholly
+    inside the window, each levelled on its own (so its value does not depend on the window) and
+    computed once: at a 0.5 s hop, 1 s blocks and 2 s windows, one window in two computes a block
+    of half its length and the other none. Not thread-safe: one per stream.
+    """
+
+    def __init__(self, recipe: dict[str, Any], cache_size: int = 8):
+        self.recipe = recipe
+        self.sample_rate = int(recipe["sample_rate"])
+        block_s = recipe["egemaps"].get("block_s")
+        self.block = None if block_s is None else int(round(float(block_s) * self.sample_rate))
+        if self.block is not None and not 0 < self.block <= recipe["window_samples"] // 2:
+            raise ValueError(f"eGeMAPS block {block_s} s: must be > 0 and at most half the window")
+        self._cache = BlockCache(cache_size)
+
+    @property
+    def computed(self) -> int:
+        """openSMILE runs on blocks (the rest came from the cache)."""
+        return self._cache.computed
+
+    def clear(self) -> None:
+        """Forget the cached blocks (a new stream)."""
+        self._cache.clear()
+
+    def _block(self, x: np.ndarray) -> np.ndarray:
+        return egemaps(normalise_level(x, self.recipe), self.sample_rate)
+
+    def __call__(self, window: np.ndarray, start: int = 0, levelled: np.ndarray | None = None,
+                 valid: int | None = None) -> np.ndarray:
+        """(88,) for the window ``window`` (not levelled) starting at stream sample ``start``;
+        ``levelled``: the window already levelled as one, if the caller has it; ``valid``: how many of
+        its samples are audio (a clip shorter than a window is zero-padded; blocks stay in the audio,
+        and a clip shorter than a block is one block of what it has)."""
+        if self.block is None:
+            x = normalise_level(window, self.recipe) if levelled is None else levelled
+            return egemaps(x, self.sample_rate)
+        n = len(window) if valid is None else int(valid)
+        starts = grid_starts(int(start), n, self.block)
+        if not starts:
+            return self._block(np.ascontiguousarray(window[:n], np.float32))
+        rows = [self._cache.get(window[s - start : s - start + self.block], self._block) for s in starts]
+        return np.mean(rows, axis=0).astype(np.float32)
+
+
+def raw_window_features(audio: np.ndarray, recipe: dict[str, Any], start: int = 0,
+                        eg: WindowEgemaps | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Un-normalised ``(log-mel (frames, n_mels), eGeMAPS (88,))`` of one checked window starting at
+    stream sample ``start`` (``eg``: the stream's :class:`WindowEgemaps`, which keeps its blocks)."""
+    raw = check_window(audio, recipe)
+    x = normalise_level(raw, recipe)
+    return log_mel(x, recipe), (eg or WindowEgemaps(recipe))(raw, start, levelled=x)
 
 
 def normalise_features(

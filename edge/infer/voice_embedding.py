@@ -2,9 +2,11 @@
 
 A GE2E speaker encoder (three LSTM layers and a linear + ReLU layer, run by LiteRT) turns one
 second of audio into 512 values: its L2-normalised 256-value embedding and the top LSTM layer's
-state averaged over time. Partials lie on a one-second grid of stream time, so overlapping windows
-share them: a 2 s window averages the partials wholly inside it (one or two) and, at a 0.5 s hop,
-one partial in two windows is new. A small cache keyed by the partial's samples keeps the others.
+state averaged over time. Partials start on a grid of stream time (the card's ``grid_s``, by default
+the partial's length), so overlapping windows share them: on a 1 s grid a 2 s window averages the
+partials wholly inside it (one or two) and, at a 0.5 s hop, one partial in two windows is new; on a
+0.5 s grid it averages three, one of them new. A small cache keyed by the partial's samples keeps
+the others (:mod:`dsrter.edge.infer.stream_grid`).
 Each partial is scaled to ``LEVEL_DBFS`` RMS first (the encoder's input level), so the branch does
 not follow the microphone gain. The head is a linear softmax over those values, fitted by
 ``dsrter convert voice``; the classifier fuses its probabilities with the emotion network's.
@@ -12,14 +14,13 @@ not follow the microphone gain. The head is a linear softmax over those values, 
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel
+from dsrter.edge.infer.stream_grid import BlockCache, grid_starts
 from dsrter.edge.labels import NUM_CLASSES
 
 SAMPLE_RATE = 16000
@@ -66,12 +67,6 @@ def at_level(x: np.ndarray, dbfs: float = LEVEL_DBFS) -> np.ndarray:
     return x * (10.0 ** (dbfs / 20.0) / rms) if rms > 1e-9 else x
 
 
-def partial_starts(start: int, length: int, partial: int) -> list[int]:
-    """Sample positions (stream time) of the grid partials lying wholly inside ``[start, start + length)``."""
-    first = -(-start // partial) * partial
-    return list(range(first, start + length - partial + 1, partial))
-
-
 def fuse(main: np.ndarray, voice: np.ndarray, weight: float) -> np.ndarray:
     """Weighted geometric mean of two probability vectors (last axis), renormalised."""
     z = (1.0 - weight) * np.log(np.maximum(main, 1e-6)) + weight * np.log(np.maximum(voice, 1e-6))
@@ -101,7 +96,7 @@ class VoiceEmbedder:
     """The encoder file (input ``(1, frames, 40)`` mel power; output ``(1, dim)``: the L2-normalised
     embedding, then the top layer's mean state) with its partial grid and cache."""
 
-    def __init__(self, model_path: str | Path, partial_s: float = 1.0, threads: int = 1, cache_size: int = 8):
+    def __init__(self, model_path: str | Path, partial_s: float = 1.0, threads: int = 1, cache_size: int = 8, grid_s: float | None = None):
         self.model = TFLiteModel(model_path, threads=threads)
         shape = tuple(int(v) for v in self.model.inputs[0]["shape"])
         if len(self.model.inputs) != 1 or len(shape) != 3 or shape[2] != N_MELS:
@@ -112,12 +107,13 @@ class VoiceEmbedder:
             raise ModelError(f"{model_path}: expected one (1, dim) output, got {out}")
         self.dim = out[0][1]
         self.partial_samples = int(round(partial_s * SAMPLE_RATE))
+        self.grid_samples = int(round((grid_s or partial_s) * SAMPLE_RATE))  # partials start on this grid
+        if not 0 < self.grid_samples <= self.partial_samples:
+            raise ModelError(f"{model_path}: partial grid {grid_s} s must be > 0 and at most the partial ({partial_s} s)")
         if self.partial_samples < (self.frames - 1) * HOP:
             raise ModelError(f"{model_path}: {self.frames} frames need {partial_s} s partials or longer")
         self.fbank = slaney_filterbank()
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        self.computed = 0  # partials run through the encoder (the rest came from the cache)
+        self._cache = BlockCache(cache_size)
         t = np.arange(self.partial_samples) / SAMPLE_RATE
         tone = (0.1 * np.sin(2 * np.pi * 150.0 * t) * (1.0 + np.sin(2 * np.pi * 3.0 * t))).astype(np.float32)
         try:  # a damaged file can load and still fail (or give garbage) when run: find out now, not mid-stream
@@ -127,32 +123,28 @@ class VoiceEmbedder:
             raise ModelError(f"{model_path}: LiteRT cannot run this model (file corrupt?): {detail}") from None
         if not np.all(np.isfinite(probe)) or np.abs(probe).max() > 1e3:
             raise ModelError(f"{model_path}: the encoder gives non-finite or absurd values on a test tone (file corrupt?)")
-        self.clear()
-        self.computed = 0
+        self._cache = BlockCache(cache_size)
+
+    @property
+    def computed(self) -> int:
+        """Partials run through the encoder (the rest came from the cache)."""
+        return self._cache.computed
 
     def clear(self) -> None:
         """Forget the cached partials (a new stream)."""
         self._cache.clear()
 
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        mel = mel_power(at_level(x), self.fbank)[: self.frames].astype(np.float32)
+        return self.model.run(mel[None])[0].reshape(-1).astype(np.float32)
+
     def partial(self, audio: np.ndarray) -> np.ndarray:
         """The 512 (embedding + state) values of one partial of ``partial_samples`` samples."""
-        x = np.ascontiguousarray(audio, np.float32)
-        key = hashlib.blake2b(x.tobytes(), digest_size=16).digest()
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        mel = mel_power(at_level(x), self.fbank)[: self.frames].astype(np.float32)
-        value = self.model.run(mel[None])[0].reshape(-1).astype(np.float32)
-        self.computed += 1
-        self._cache[key] = value
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return value
+        return self._cache.get(audio, self._encode)
 
     def window(self, audio: np.ndarray, start: int = 0) -> np.ndarray:
         """Mean over the grid partials inside one window starting at stream sample ``start``."""
-        starts = partial_starts(int(start), len(audio), self.partial_samples)
+        starts = grid_starts(int(start), len(audio), self.partial_samples, self.grid_samples)
         if not starts:
             raise ValueError(f"a window of {len(audio)} samples holds no {self.partial_samples}-sample partial")
         parts = [self.partial(audio[s - start : s - start + self.partial_samples]) for s in starts]
