@@ -31,7 +31,7 @@ import numpy as np
 
 from dsrter.edge.infer import smile_api
 from dsrter.edge.infer.resample import resample
-from dsrter.edge.infer.stream_grid import BlockCache, grid_starts
+from dsrter.edge.infer.stream_grid import BlockCache, SharesBlocks, grid_starts
 
 # openSMILE's native library must be loaded before TensorFlow's: the reverse order corrupts the heap on
 # the first openSMILE call (seen with TF 2.21 + opensmile 2.6). So it is loaded when this module is
@@ -357,7 +357,7 @@ def _dither(n: int, seed: int) -> np.ndarray:
     return d
 
 
-class WindowEgemaps:
+class WindowEgemaps(SharesBlocks):
     """The eGeMAPS input of a window as the recipe defines it, for one stream (or clip).
 
     Recipes without ``egemaps.block_s``: the functionals of the whole window, levelled as one. With
@@ -375,15 +375,6 @@ class WindowEgemaps:
         if self.block is not None and not 0 < self.block <= recipe["window_samples"] // 2:
             raise ValueError(f"eGeMAPS block {block_s} s: must be > 0 and at most half the window")
         self._cache = BlockCache(cache_size)
-
-    @property
-    def computed(self) -> int:
-        """openSMILE runs on blocks (the rest came from the cache)."""
-        return self._cache.computed
-
-    def clear(self) -> None:
-        """Forget the cached blocks (a new stream)."""
-        self._cache.clear()
 
     def _block(self, x: np.ndarray) -> np.ndarray:
         return egemaps(normalise_level(x, self.recipe), self.sample_rate)

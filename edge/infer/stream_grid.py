@@ -48,3 +48,18 @@ class BlockCache:
         if len(self._values) > self._size:
             self._values.popitem(last=False)
         return value
+
+
+class SharesBlocks:
+    """Base of the extractors whose blocks a :class:`BlockCache` keeps between windows (``self._cache``)."""
+
+    _cache: BlockCache
+
+    @property
+    def computed(self) -> int:
+        """Blocks computed so far (the rest came from the cache)."""
+        return self._cache.computed
+
+    def clear(self) -> None:
+        """Forget the cached blocks (a new stream)."""
+        self._cache.clear()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel
-from dsrter.edge.infer.stream_grid import BlockCache, grid_starts
+from dsrter.edge.infer.stream_grid import BlockCache, SharesBlocks, grid_starts
 from dsrter.edge.labels import NUM_CLASSES
 
 SAMPLE_RATE = 16000
@@ -92,7 +92,7 @@ class VoiceHead:
         return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-class VoiceEmbedder:
+class VoiceEmbedder(SharesBlocks):
     """The encoder file (input ``(1, frames, 40)`` mel power; output ``(1, dim)``: the L2-normalised
     embedding, then the top layer's mean state) with its partial grid and cache."""
 
@@ -124,15 +124,6 @@ class VoiceEmbedder:
         if not np.all(np.isfinite(probe)) or np.abs(probe).max() > 1e3:
             raise ModelError(f"{model_path}: the encoder gives non-finite or absurd values on a test tone (file corrupt?)")
         self._cache = BlockCache(cache_size)
-
-    @property
-    def computed(self) -> int:
-        """Partials run through the encoder (the rest came from the cache)."""
-        return self._cache.computed
-
-    def clear(self) -> None:
-        """Forget the cached partials (a new stream)."""
-        self._cache.clear()
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
         mel = mel_power(at_level(x), self.fbank)[: self.frames].astype(np.float32)
