@@ -29,11 +29,13 @@ REAL_MODELS = REAL_FACE.is_file() and REAL_SPEECH.is_file()
 # Agreement with the clips' labels over the whole set (23 faces, 19 utterances) that the trained
 # models must reach: a floor well above chance (1/7 = 0.14), not every clip (FER-2013 labels are
 # noisy). Measured: see the README's analyze section.
-# Measured with the shipped models (README "End to end"): face 14/23, speech 13/19 (the level-invariant
-# two-corpus speech model with its voice branch; without the branch 11/19, the RAVDESS-only model 14/19).
-# The floors sit one clip below (a changed model that loses more than one clip fails), not at chance.
+# Measured with the shipped models (README "End to end"): face 15/23, speech 14/19 (the level-invariant
+# two-corpus speech model trained on four corrupted copies, with its voice branch; the two-copy model
+# before it 13/19, without its branch 11/19; the RAVDESS-only model 14/19).
+# The floors sit at or below one clip under the measured figures (a changed model that loses more than
+# one clip fails), not at chance.
 MIN_FACE_AGREEMENT = 13 / 23
-MIN_SPEECH_AGREEMENT = 12 / 19
+MIN_SPEECH_AGREEMENT = 13 / 19
 
 
 def manifest(av_samples: Path) -> dict[str, dict]:
