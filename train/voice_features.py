@@ -16,7 +16,7 @@ import numpy as np
 
 from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.infer.model_io import load_card, sha256_file
-from dsrter.edge.infer.voice_embedding import VoiceEmbedder, VoiceHead, fuse
+from dsrter.edge.infer.voice_embedding import VoiceEmbedder, VoiceHead, fuse, partial_layout
 from dsrter.train.speech_data import SpeechItem, apply_level, cached_array, clip_cache_file, read_audio, recipe_key, speech_windows_of
 
 
@@ -50,8 +50,8 @@ def fused_window_probs(
     spec = card.get("voice")
     if not spec:
         return main_probs
-    partial_s = float(spec.get("partial_s", 1.0))
-    emb = VoiceEmbedder(Path(model_path).parent / spec["model"], partial_s=partial_s, grid_s=float(spec.get("grid_s", partial_s)))
+    partial_s, grid_s = partial_layout(spec)
+    emb = VoiceEmbedder(Path(model_path).parent / spec["model"], partial_s=partial_s, grid_s=grid_s)
     feats = voice_window_features(items, card["recipe"], card["recipe"]["hop_s"], emb, level, cache_dir)
     if len(feats) != len(main_probs):
         raise RuntimeError(f"voice windows ({len(feats)}) and emotion windows ({len(main_probs)}) disagree")

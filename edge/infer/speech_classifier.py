@@ -24,7 +24,7 @@ from dsrter.edge.infer import speech_features as sf_
 from dsrter.edge.labels import LABELS, NUM_CLASSES
 from dsrter.edge.infer.model_io import ModelError, TFLiteModel, load_card
 from dsrter.edge.infer.smile_api import SmileUnavailable
-from dsrter.edge.infer.voice_embedding import VoiceEmbedder, VoiceHead, fuse
+from dsrter.edge.infer.voice_embedding import VoiceEmbedder, VoiceHead, fuse, partial_layout
 from dsrter.edge.infer.voice_activity import EnergyVad, SileroVad, VoiceDetector
 
 _REQUIRED = ("recipe", "normalisation")
@@ -140,8 +140,7 @@ class SpeechClassifier:
             raise ModelError(f"{voice_file}: voice encoder named by {where.name} not found")
         try:
             self.voice_weight = float(spec["weight"])
-            partial_s = float(spec.get("partial_s", 1.0))
-            grid_s = float(spec.get("grid_s", partial_s))
+            partial_s, grid_s = partial_layout(spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: malformed voice section ({exc!r})") from None
         if not 0.0 <= self.voice_weight <= 1.0:

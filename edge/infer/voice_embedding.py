@@ -67,6 +67,13 @@ def at_level(x: np.ndarray, dbfs: float = LEVEL_DBFS) -> np.ndarray:
     return x * (10.0 ** (dbfs / 20.0) / rms) if rms > 1e-9 else x
 
 
+def partial_layout(spec: dict[str, Any]) -> tuple[float, float]:
+    """``(partial_s, grid_s)`` of a card's voice section: 1 s partials by default, each starting where
+    the one before ends unless ``grid_s`` says otherwise (TypeError/ValueError for non-numbers)."""
+    partial_s = float(spec.get("partial_s", 1.0))
+    return partial_s, float(spec.get("grid_s", partial_s))
+
+
 def fuse(main: np.ndarray, voice: np.ndarray, weight: float) -> np.ndarray:
     """Weighted geometric mean of two probability vectors (last axis), renormalised."""
     z = (1.0 - weight) * np.log(np.maximum(main, 1e-6)) + weight * np.log(np.maximum(voice, 1e-6))
@@ -113,11 +120,10 @@ class VoiceEmbedder(SharesBlocks):
         if self.partial_samples < (self.frames - 1) * HOP:
             raise ModelError(f"{model_path}: {self.frames} frames need {partial_s} s partials or longer")
         self.fbank = slaney_filterbank()
-        self._cache = BlockCache(cache_size)
         t = np.arange(self.partial_samples) / SAMPLE_RATE
         tone = (0.1 * np.sin(2 * np.pi * 150.0 * t) * (1.0 + np.sin(2 * np.pi * 3.0 * t))).astype(np.float32)
         try:  # a damaged file can load and still fail (or give garbage) when run: find out now, not mid-stream
-            probe = self.partial(tone)
+            probe = self._encode(tone)
         except (RuntimeError, ValueError) as exc:
             detail = " ".join(str(exc).split())[:200]
             raise ModelError(f"{model_path}: LiteRT cannot run this model (file corrupt?): {detail}") from None
