@@ -302,19 +302,16 @@ def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop
         model.release.set()
 
         def drain():
+            # read until end of file: it comes only once every writer (the filler and the sink) has closed
+            # the pipe, so nothing the sink flushes at its stop can arrive after the last read
             while True:
                 try:
                     chunk = os.read(reader, 65536)
                 except BlockingIOError:
-                    if stop.is_set():
-                        return
                     time.sleep(0.01)
                     continue
                 if not chunk:
-                    if stop.is_set():
-                        return
-                    time.sleep(0.01)
-                    continue
+                    return
                 drained.extend(chunk)
 
         reading = threading.Thread(target=drain, daemon=True)
@@ -326,11 +323,15 @@ def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop
         time.sleep(0.02)
     worker.stop()
     recorder.stop()
+    writer = sink._thread
     sink.stop(timeout=60)  # not stuck any more, but a loaded machine may take its time to write
+    writer_done = writer is not None and not writer.is_alive()
     os.close(filler)
     stop.set()
-    reading.join(10)
+    reading.join(60)
+    reader_done = not reading.is_alive()
     os.close(reader)
+    assert writer_done and reader_done, f"sink writer finished: {writer_done}; pipe read to its end: {reader_done}"
     assert worker.latest is not None and worker.latest.speaking and worker.latest.label == "angry"
     lines = bytes(drained[prefill:]).decode().splitlines()
     assert len(lines) == sink.written and all(json.loads(line)["kind"] in ("face", "emotion", "speech") for line in lines)
