@@ -239,6 +239,22 @@ def full_fifo(folder: Path) -> tuple[Path, int, int, int]:
     return fifo, reader, filler, n
 
 
+def read_to_end(reader: int, into: bytearray, timeout_s: float) -> bool:
+    """Read a non-blocking pipe into ``into`` until end of file, which comes only once every writer has
+    closed it, so nothing a writer flushes as it closes can be missed; False if ``timeout_s`` ran out first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(reader, 65536)
+        except BlockingIOError:  # a writer still has the pipe open
+            time.sleep(0.01)
+            continue
+        if not chunk:
+            return True
+        into.extend(chunk)
+    return False
+
+
 def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop(models, av_samples, tmp_path, monkeypatch):
     """Real frames through the face stream, the bus, the event recorder and the JSONL sink, with the speech
     worker wired in as the daemon wires it. The events file is a named pipe whose buffer is full and which
@@ -301,20 +317,7 @@ def test_a_stuck_events_file_and_a_stuck_speech_model_never_block_the_frame_loop
     finally:
         model.release.set()
 
-        def drain():
-            # read until end of file: it comes only once every writer (the filler and the sink) has closed
-            # the pipe, so nothing the sink flushes at its stop can arrive after the last read
-            while True:
-                try:
-                    chunk = os.read(reader, 65536)
-                except BlockingIOError:
-                    time.sleep(0.01)
-                    continue
-                if not chunk:
-                    return
-                drained.extend(chunk)
-
-        reading = threading.Thread(target=drain, daemon=True)
+        reading = threading.Thread(target=read_to_end, args=(reader, drained, 300), daemon=True)
         reading.start()
         loop.join(60)
     # released: the speech worker classifies, then the writer catches up

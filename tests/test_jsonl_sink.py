@@ -89,9 +89,8 @@ def test_a_writer_still_blocked_at_stop_loses_nothing_once_it_gets_through(tmp_p
     it hung there on the full pipe, and a writer that got through later reopened the file and kept its
     last records in a buffer nobody flushed.)"""
     import os
-    import time
 
-    from test_face_stream import full_fifo
+    from test_face_stream import full_fifo, read_to_end
 
     fifo, reader, filler, prefill = full_fifo(tmp_path)
     bus = EventBus()
@@ -101,17 +100,8 @@ def test_a_writer_still_blocked_at_stop_loses_nothing_once_it_gets_through(tmp_p
         bus.publish(face(k + 1, "happy"))
     sink.stop(timeout=0.5)  # the writer is blocked on the full pipe
     drained = bytearray()
-    deadline = time.monotonic() + 30
     os.close(filler)
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(reader, 65536)
-        except BlockingIOError:  # the writer still has the pipe open
-            time.sleep(0.01)
-            continue
-        if not chunk:  # every writer closed it: end of file
-            break
-        drained.extend(chunk)
+    assert read_to_end(reader, drained, 30), "the writer never closed the pipe"
     os.close(reader)
     lines = bytes(drained[prefill:]).decode().splitlines()
     assert sink.written > 0 and len(lines) == sink.written
