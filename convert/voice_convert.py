@@ -180,7 +180,7 @@ def convert_voice(
         f"max |diff| {agreement['max_abs_diff']}, min cosine {agreement['min_cosine']}"
     )
 
-    grid_s = float(grid_s or partial_s)
+    grid_s = float(partial_s if grid_s is None else grid_s)
     embedder = VoiceEmbedder(voice_path, partial_s=partial_s, grid_s=grid_s)
     main = TFLiteModel(model, threads=1)
 

@@ -47,6 +47,8 @@ def test_a_half_second_grid_computes_one_new_partial_per_window(ravdess_dir):
         np.testing.assert_allclose(got, np.mean(parts, axis=0), atol=1e-6)
     with pytest.raises(ModelError, match="grid"):
         ve.VoiceEmbedder(VOICE, grid_s=1.5)  # partials would leave gaps
+    with pytest.raises(ModelError, match="grid"):
+        ve.VoiceEmbedder(VOICE, grid_s=0.0)  # a card's grid_s: 0 is an error, not the default
 
 
 def test_fusion_is_a_weighted_geometric_mean():

@@ -114,7 +114,7 @@ class VoiceEmbedder(SharesBlocks):
             raise ModelError(f"{model_path}: expected one (1, dim) output, got {out}")
         self.dim = out[0][1]
         self.partial_samples = int(round(partial_s * SAMPLE_RATE))
-        self.grid_samples = int(round((grid_s or partial_s) * SAMPLE_RATE))  # partials start on this grid
+        self.grid_samples = int(round((partial_s if grid_s is None else grid_s) * SAMPLE_RATE))  # partials start on this grid
         if not 0 < self.grid_samples <= self.partial_samples:
             raise ModelError(f"{model_path}: partial grid {grid_s} s must be > 0 and at most the partial ({partial_s} s)")
         if self.partial_samples < (self.frames - 1) * HOP:
